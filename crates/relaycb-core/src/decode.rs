@@ -1,0 +1,595 @@
+//! From raw bytes to a typed [`Callback`], accepting every shape the
+//! documentation has shown and recording each [`Deviation`] on the way.
+//!
+//! Fatal are only: bytes that are not JSON, JSON that is not an object, a
+//! missing `callback_event`, an `event_type` other than 314, and a field
+//! whose type no version of the documentation allows. Everything else is
+//! accepted and reported.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeSeed;
+use serde_json::{Map, Value};
+
+use crate::callback::{AlarmKind, Callback, Event, FileEvent, RELAY_EVENT_TYPE, TaskExit};
+use crate::deviation::{Deviation, DeviationKind};
+use crate::error::{Category, Error, quote};
+use crate::wire::{BODY_KEYS, Document, DocumentSeed, Loose, MSG_KEYS, WireObject};
+
+/// A decoded callback and what it took to decode it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The callback.
+    pub callback: Callback,
+    /// Every place where the body differed from the documented wire form,
+    /// in the order they were found.
+    pub deviations: Vec<Deviation>,
+}
+
+/// How strictly to decode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Refuse any deviation with [`Category::Deviation`].
+    pub strict: bool,
+}
+
+/// Decodes one callback body, accepting every documented drift.
+///
+/// ```
+/// let body = br#"{"appid":4,"callback_event":"TaskStart","event_type":314,
+///     "msg":"{\"task_start_time\":0}","source_urls":"[\"http://a/x.m3u8\"]\n",
+///     "stream_id":"testvod","task_id":"118148","to_url":"rtmp://b/live/testvod"}"#;
+/// let decoded = relaycb_core::decode(body).unwrap();
+/// assert_eq!(decoded.callback.task_id.as_deref(), Some("118148"));
+/// assert!(decoded.deviations.is_empty());
+/// ```
+pub fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
+    decode_with(bytes, DecodeOptions::default())
+}
+
+/// Decodes one callback body with the given options.
+pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, Error> {
+    let mut cx = Context::default();
+    let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => {
+            cx.deviate("", DeviationKind::ByteOrderMark);
+            rest
+        }
+        None => bytes,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::new(
+            Category::Syntax,
+            None,
+            "body is empty: expected a JSON object",
+        ));
+    }
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let document = DocumentSeed(BODY_KEYS)
+        .deserialize(&mut json)
+        .and_then(|doc| json.end().map(|()| doc))
+        .map_err(|e| syntax_error(bytes, &e))?;
+    let object = match document {
+        Document::Object(object) => object,
+        Document::Other(found) => {
+            return Err(Error::new(
+                Category::NotRelay,
+                None,
+                format!("expected a JSON object, found {found}"),
+            ));
+        }
+    };
+    let callback = cx.callback(object)?;
+    if options.strict {
+        if let Some(first) = cx.deviations.first() {
+            let more = cx.deviations.len() - 1;
+            let tail = match more {
+                0 => String::new(),
+                1 => " (and 1 more)".to_owned(),
+                n => format!(" (and {n} more)"),
+            };
+            return Err(Error::new(
+                Category::Deviation,
+                Some(&first.path),
+                format!("strict decoding refuses deviations: {first}{tail}"),
+            ));
+        }
+    }
+    Ok(Decoded {
+        callback,
+        deviations: cx.deviations,
+    })
+}
+
+fn syntax_error(bytes: &[u8], e: &serde_json::Error) -> Error {
+    let mut message = format!("body is not JSON: {e}");
+    // The rendered documentation shows `\"` as `\\"`; copied literally, the
+    // string ends early and the next character is a syntax error.
+    if bytes.windows(3).any(|w| w == br#"\\""#) {
+        message.push_str(
+            "; it looks copied from the rendered documentation, where each backslash is \
+             doubled (`\\\\\"`): keep one backslash of each pair",
+        );
+    }
+    Error::new(Category::Syntax, None, message)
+}
+
+/// Which type the documentation gives a field in its samples.
+#[derive(Clone, Copy, PartialEq)]
+enum Documented {
+    Number,
+    String,
+    /// Documented as both; neither form is a deviation.
+    Either,
+}
+
+#[derive(Default)]
+struct Context {
+    deviations: Vec<Deviation>,
+}
+
+impl Context {
+    fn deviate(&mut self, path: &str, kind: DeviationKind) {
+        self.deviations.push(Deviation {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+
+    fn callback(&mut self, mut body: WireObject<'_>) -> Result<Callback, Error> {
+        for key in std::mem::take(&mut body.duplicates) {
+            self.deviate(&key, DeviationKind::DuplicateKey);
+        }
+        let name = match body.take("callback_event") {
+            Some(Loose::Str(name)) if !name.is_empty() => name,
+            Some(Loose::Str(_)) => {
+                return Err(Error::new(
+                    Category::Missing,
+                    Some("callback_event"),
+                    "expected an event name, found an empty string",
+                ));
+            }
+            None | Some(Loose::Null) => {
+                return Err(Error::new(
+                    Category::Missing,
+                    Some("callback_event"),
+                    "absent, but every relay callback names its event",
+                ));
+            }
+            Some(other) => {
+                return Err(wrong_type("callback_event", "an event name", &other));
+            }
+        };
+        match self.integer("event_type", body.take("event_type"), Documented::Number, true)? {
+            Some(n) if n as u64 == RELAY_EVENT_TYPE && n >= 0 => {}
+            Some(n) => {
+                return Err(Error::new(
+                    Category::NotRelay,
+                    Some("event_type"),
+                    format!("expected 314 (relay), found {n}: this is not a relay callback"),
+                ));
+            }
+            None => {}
+        }
+
+        let appid = match (body.take("appid"), body.take("appId")) {
+            (Some(v), alias) => {
+                if alias.is_some() {
+                    self.deviate("appId", DeviationKind::DuplicateKey);
+                }
+                self.integer("appid", Some(v), Documented::Number, true)?
+            }
+            (None, Some(v)) => {
+                self.deviate(
+                    "appid",
+                    DeviationKind::Alias {
+                        found: "appId".to_owned(),
+                    },
+                );
+                self.integer("appid", Some(v), Documented::Number, true)?
+            }
+            (None, None) => self.integer("appid", None, Documented::Number, true)?,
+        };
+        let appid = appid
+            .map(|n| {
+                u64::try_from(n).map_err(|_| {
+                    Error::new(
+                        Category::WrongType,
+                        Some("appid"),
+                        format!("expected a positive APPID, found {n}"),
+                    )
+                })
+            })
+            .transpose()?;
+
+        let mut callback = Callback::new(Event::TaskStart {
+            task_start_time: None,
+        });
+        callback.appid = appid;
+        callback.task_id = self.text("task_id", body.take("task_id"), true)?;
+        callback.stream_id = self.text("stream_id", body.take("stream_id"), true)?;
+        callback.to_url = self.text("to_url", body.take("to_url"), true)?;
+        callback.source_urls = self.source_urls(body.take("source_urls"))?;
+        callback.callback_url = self.text("callback_url", body.take("callback_url"), false)?;
+        callback.event_time = self.integer(
+            "event_time",
+            body.take("event_time"),
+            Documented::String,
+            false,
+        )?;
+        callback.interface = self.text("interface", body.take("interface"), false)?;
+        callback.product_name = self.text("product_name", body.take("product_name"), false)?;
+        callback.t = self.integer("t", body.take("t"), Documented::Either, false)?;
+        callback.sign = self.text("sign", body.take("sign"), false)?;
+
+        let msg = body.take("msg");
+        self.event(&mut callback, &name, msg)?;
+
+        for (key, value) in body.extra {
+            self.deviate(&key, DeviationKind::UnknownField);
+            callback.extra.insert(key, value);
+        }
+        Ok(callback)
+    }
+
+    /// Fills in `event`, `raw_msg` and `msg_extra` from the event name and `msg`.
+    fn event(&mut self, callback: &mut Callback, name: &str, msg: Option<Loose<'_>>) -> Result<(), Error> {
+        let alarm_name = AlarmKind::documented(name);
+        let known = matches!(
+            name,
+            "TaskStart" | "VodSourceFileStart" | "VodSourceFileFinish" | "TaskExit" | "TaskAlarm"
+        ) || alarm_name.is_some();
+
+        if !known {
+            let details = self.msg_value(callback, msg)?;
+            callback.event = if name == "ResetTaskConfig" {
+                Event::ResetTaskConfig { details }
+            } else {
+                self.deviate("callback_event", DeviationKind::UnknownEvent);
+                Event::Unknown {
+                    name: name.to_owned(),
+                    details,
+                }
+            };
+            return Ok(());
+        }
+
+        let parsed = self.msg_object(callback, msg)?;
+        let is_object = parsed.is_some();
+        let mut fields = parsed.unwrap_or_else(|| WireObject::from_map(MSG_KEYS, Map::new()));
+        for key in std::mem::take(&mut fields.duplicates) {
+            self.deviate(&format!("msg.{key}"), DeviationKind::DuplicateKey);
+        }
+        // Documented msg fields are flagged as missing only when msg itself
+        // was readable: a missing or broken msg is reported once.
+        let flag = is_object;
+        callback.event = match name {
+            "TaskStart" => Event::TaskStart {
+                task_start_time: self.integer(
+                    "msg.task_start_time",
+                    fields.take("task_start_time"),
+                    Documented::Number,
+                    flag,
+                )?,
+            },
+            "VodSourceFileStart" => Event::VodSourceFileStart(self.file_event(&mut fields, flag)?),
+            "VodSourceFileFinish" => Event::VodSourceFileFinish(self.file_event(&mut fields, flag)?),
+            "TaskExit" => Event::TaskExit(TaskExit {
+                task_exit_time: self.integer(
+                    "msg.task_exit_time",
+                    fields.take("task_exit_time"),
+                    Documented::Number,
+                    flag,
+                )?,
+                code: self.integer("msg.code", fields.take("code"), Documented::Number, flag)?,
+                message: self.text("msg.message", fields.take("message"), flag)?,
+            }),
+            _ => {
+                let from_msg = self.text("msg.type", fields.take("type"), false)?;
+                let alarm = match alarm_name {
+                    Some(kind) => {
+                        self.deviate("callback_event", DeviationKind::AlarmAsEvent);
+                        if let Some(other) = from_msg.filter(|t| t != kind.as_str()) {
+                            fields.extra.push(("type".to_owned(), Value::String(other)));
+                        }
+                        Some(kind)
+                    }
+                    None => match from_msg {
+                        Some(t) => {
+                            let kind = AlarmKind::from(t.as_str());
+                            if matches!(kind, AlarmKind::Other(_)) {
+                                self.deviate("msg.type", DeviationKind::UnknownAlarm);
+                            }
+                            Some(kind)
+                        }
+                        None => {
+                            if flag {
+                                self.deviate("msg.type", DeviationKind::Missing);
+                            }
+                            None
+                        }
+                    },
+                };
+                Event::TaskAlarm { alarm }
+            }
+        };
+        let mut extra = BTreeMap::new();
+        for (key, value) in fields.leftovers() {
+            extra.insert(key.to_owned(), value.into_value());
+        }
+        extra.extend(fields.extra);
+        for key in extra.keys() {
+            self.deviate(&format!("msg.{key}"), DeviationKind::UnknownField);
+        }
+        callback.msg_extra = extra;
+        Ok(())
+    }
+
+    fn file_event(&mut self, fields: &mut WireObject<'_>, flag: bool) -> Result<FileEvent, Error> {
+        let url = self.text("msg.url", fields.take("url"), flag)?;
+        let index = self
+            .integer("msg.index", fields.take("index"), Documented::Number, flag)?
+            .map(|n| in_range::<u32>("msg.index", n, "a playlist index from 0"))
+            .transpose()?;
+        let duration = self
+            .integer("msg.duration", fields.take("duration"), Documented::Number, flag)?
+            .map(|n| in_range::<u64>("msg.duration", n, "a duration of 0 seconds or more"))
+            .transpose()?;
+        Ok(FileEvent {
+            url,
+            index,
+            duration,
+        })
+    }
+
+    /// Reads `msg` as an object of the documented keys. `None` when it is
+    /// absent, null, empty or not an object; the text is then kept in `raw_msg`.
+    fn msg_object<'m>(
+        &mut self,
+        callback: &mut Callback,
+        msg: Option<Loose<'m>>,
+    ) -> Result<Option<WireObject<'static>>, Error> {
+        match msg {
+            None => {
+                self.deviate("msg", DeviationKind::Missing);
+                Ok(None)
+            }
+            Some(Loose::Null) => {
+                self.deviate("msg", DeviationKind::Null);
+                Ok(None)
+            }
+            Some(Loose::Object(map)) => {
+                self.deviate("msg", DeviationKind::NotEncoded);
+                Ok(Some(WireObject::from_map(MSG_KEYS, map)))
+            }
+            Some(Loose::Str(text)) => {
+                if text.trim().is_empty() {
+                    self.deviate("msg", DeviationKind::Empty);
+                    callback.raw_msg = Some(text.into_owned());
+                    return Ok(None);
+                }
+                let mut json = serde_json::Deserializer::from_str(&text);
+                let parsed = DocumentSeed(MSG_KEYS)
+                    .deserialize(&mut json)
+                    .and_then(|doc| json.end().map(|()| doc));
+                match parsed {
+                    Ok(Document::Object(object)) => Ok(Some(object.into_owned())),
+                    Ok(Document::Other(found)) => {
+                        self.msg_not_json(callback, &text, format!("expected a JSON object, found {found}"));
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        self.msg_not_json(callback, &text, e.to_string());
+                        Ok(None)
+                    }
+                }
+            }
+            Some(other) => Err(wrong_type(
+                "msg",
+                "a JSON object encoded in a string",
+                &other,
+            )),
+        }
+    }
+
+    /// Reads `msg` whole, for events whose `msg` is not documented.
+    fn msg_value(&mut self, callback: &mut Callback, msg: Option<Loose<'_>>) -> Result<Value, Error> {
+        match msg {
+            None | Some(Loose::Null) => Ok(Value::Null),
+            Some(Loose::Str(text)) => {
+                if text.trim().is_empty() {
+                    callback.raw_msg = Some(text.into_owned());
+                    return Ok(Value::Null);
+                }
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(value) => Ok(value),
+                    Err(e) => {
+                        self.msg_not_json(callback, &text, e.to_string());
+                        Ok(Value::Null)
+                    }
+                }
+            }
+            Some(other) => {
+                if matches!(other, Loose::Object(_)) {
+                    self.deviate("msg", DeviationKind::NotEncoded);
+                }
+                Ok(other.into_value())
+            }
+        }
+    }
+
+    fn msg_not_json(&mut self, callback: &mut Callback, text: &str, reason: String) {
+        self.deviate("msg", DeviationKind::NotJson { reason });
+        callback.raw_msg = Some(text.to_owned());
+    }
+
+    fn source_urls(&mut self, value: Option<Loose<'_>>) -> Result<Vec<String>, Error> {
+        const PATH: &str = "source_urls";
+        let items = match value {
+            None => {
+                self.deviate(PATH, DeviationKind::Missing);
+                return Ok(Vec::new());
+            }
+            Some(Loose::Null) => {
+                self.deviate(PATH, DeviationKind::Null);
+                return Ok(Vec::new());
+            }
+            Some(Loose::Array(items)) => {
+                self.deviate(PATH, DeviationKind::NotEncoded);
+                items
+            }
+            Some(Loose::Str(text)) => {
+                let trimmed = text.trim();
+                if trimmed.is_empty() {
+                    self.deviate(PATH, DeviationKind::Empty);
+                    return Ok(Vec::new());
+                }
+                if !trimmed.starts_with('[') {
+                    self.deviate(PATH, DeviationKind::SingleValue);
+                    return Ok(vec![trimmed.to_owned()]);
+                }
+                serde_json::from_str::<Vec<Value>>(trimmed).map_err(|e| {
+                    Error::new(
+                        Category::WrongType,
+                        Some(PATH),
+                        format!(
+                            "expected a JSON array of URLs encoded in a string, found {} ({e})",
+                            quote(trimmed)
+                        ),
+                    )
+                })?
+            }
+            Some(other) => return Err(wrong_type(PATH, "a JSON array of URLs", &other)),
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(url) => Ok(url),
+                other => Err(wrong_type(
+                    &format!("{PATH}[{i}]"),
+                    "a URL string",
+                    &Loose::from_value(other),
+                )),
+            })
+            .collect()
+    }
+
+    /// Reads a string field; numbers are accepted as their decimal text.
+    fn text(&mut self, path: &str, value: Option<Loose<'_>>, documented: bool) -> Result<Option<String>, Error> {
+        match value {
+            None => {
+                if documented {
+                    self.deviate(path, DeviationKind::Missing);
+                }
+                Ok(None)
+            }
+            Some(Loose::Null) => {
+                self.deviate(path, DeviationKind::Null);
+                Ok(None)
+            }
+            Some(Loose::Str(s)) => {
+                if s.is_empty() {
+                    self.deviate(path, DeviationKind::Empty);
+                }
+                Ok(Some(s.into_owned()))
+            }
+            Some(Loose::Int(n)) => {
+                self.deviate(path, DeviationKind::StringAsNumber);
+                Ok(Some(n.to_string()))
+            }
+            Some(Loose::UInt(n)) => {
+                self.deviate(path, DeviationKind::StringAsNumber);
+                Ok(Some(n.to_string()))
+            }
+            Some(other) => Err(wrong_type(path, "a string", &other)),
+        }
+    }
+
+    /// Reads an integer field; strings holding an integer are accepted.
+    fn integer(
+        &mut self,
+        path: &str,
+        value: Option<Loose<'_>>,
+        documented: Documented,
+        required: bool,
+    ) -> Result<Option<i64>, Error> {
+        match value {
+            None => {
+                if required {
+                    self.deviate(path, DeviationKind::Missing);
+                }
+                Ok(None)
+            }
+            Some(Loose::Null) => {
+                self.deviate(path, DeviationKind::Null);
+                Ok(None)
+            }
+            Some(Loose::Int(n)) => {
+                if documented == Documented::String {
+                    self.deviate(path, DeviationKind::StringAsNumber);
+                }
+                Ok(Some(n))
+            }
+            Some(Loose::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                self.deviate(path, DeviationKind::FloatAsInteger);
+                Ok(Some(f as i64))
+            }
+            Some(Loose::Str(s)) => {
+                let trimmed = s.trim();
+                if trimmed.is_empty() {
+                    self.deviate(path, DeviationKind::Empty);
+                    return Ok(None);
+                }
+                let n = trimmed.parse::<i64>().map_err(|_| {
+                    Error::new(
+                        Category::WrongType,
+                        Some(path),
+                        format!("expected an integer, found the string {}", quote(&s)),
+                    )
+                })?;
+                if documented == Documented::Number {
+                    self.deviate(path, DeviationKind::NumberAsString);
+                }
+                Ok(Some(n))
+            }
+            Some(other) => Err(wrong_type(path, "an integer", &other)),
+        }
+    }
+}
+
+impl WireObject<'_> {
+    /// Copies every borrowed string, so the object can outlive its input.
+    pub(crate) fn into_owned(self) -> WireObject<'static> {
+        self.map_values(|v| match v {
+            Loose::Str(Cow::Borrowed(s)) => Loose::Str(Cow::Owned(s.to_owned())),
+            Loose::Str(Cow::Owned(s)) => Loose::Str(Cow::Owned(s)),
+            Loose::Null => Loose::Null,
+            Loose::Bool(b) => Loose::Bool(b),
+            Loose::Int(n) => Loose::Int(n),
+            Loose::UInt(n) => Loose::UInt(n),
+            Loose::Float(n) => Loose::Float(n),
+            Loose::Array(a) => Loose::Array(a),
+            Loose::Object(o) => Loose::Object(o),
+        })
+    }
+}
+
+fn in_range<T: TryFrom<i64>>(path: &str, n: i64, expected: &str) -> Result<T, Error> {
+    T::try_from(n).map_err(|_| {
+        Error::new(
+            Category::WrongType,
+            Some(path),
+            format!("expected {expected}, found {n}"),
+        )
+    })
+}
+
+fn wrong_type(path: &str, expected: &str, found: &Loose<'_>) -> Error {
+    Error::new(
+        Category::WrongType,
+        Some(path),
+        format!("expected {expected}, found {}", found.describe()),
+    )
+}

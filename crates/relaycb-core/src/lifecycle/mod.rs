@@ -1,0 +1,289 @@
+//! The task lifecycle: a pure, deterministic fold of callbacks into the
+//! state of every task, as DOMAIN.md §7 defines it.
+//!
+//! Callbacks may arrive late, twice, and out of order. Each task keeps its
+//! latest events in a small reorder window: an event that arrives behind
+//! others is put back in event order and the window is folded again, so the
+//! state depends only on which events arrived, not on their arrival order,
+//! as long as no event is later than [`REORDER_WINDOW`] events of its task.
+//! Memory grows with the number of tasks, not the number of events.
+
+mod anomaly;
+mod task;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+pub use anomaly::{Anomaly, AnomalyKind, EVENTS_KEPT};
+pub use task::{CurrentFile, LastExit, Phase, TaskState};
+
+use crate::callback::{Callback, Event};
+use crate::dedup::DedupKey;
+use anomaly::Anomalies;
+use task::{Entry, Fold};
+
+/// How many of a task's latest events are kept to put late arrivals back in
+/// order.
+pub const REORDER_WINDOW: usize = 32;
+/// How many recent dedup keys each task remembers to recognise a retry.
+pub const DEDUP_MEMORY: usize = 256;
+/// How many unattributed events are kept for the report (all are counted).
+pub const UNATTRIBUTED_KEPT: usize = 100;
+
+/// One delivered callback, as the tracker sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// A caller-chosen id that anomalies point back at (a row id, a line
+    /// number); the same event must keep the same id.
+    pub id: u64,
+    /// The event's dedup key.
+    pub key: DedupKey,
+    /// When relaycb received it, ms since the epoch; used for ordering only
+    /// when the callback carries no time of its own. When neither is known
+    /// (a log of bare bodies), the event is placed after every event of its
+    /// task seen so far, which is arrival order.
+    pub received_at_ms: Option<i64>,
+    /// The decoded callback.
+    pub callback: &'a Callback,
+}
+
+/// What the tracker did with an observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Folded into the task of that id.
+    Applied {
+        /// The task.
+        task_id: String,
+        /// Whether the task id was inferred from `source_urls`.
+        attributed_by_sources: bool,
+    },
+    /// A repeat of an event already folded into that task.
+    Duplicate {
+        /// The task.
+        task_id: String,
+    },
+    /// No task could be named for it.
+    Unattributed,
+}
+
+/// An event that could not be attributed to a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unattributed {
+    /// The observation's id.
+    pub event: u64,
+    /// The event name.
+    pub callback_event: String,
+    /// When it happened (or arrived), ms since the epoch, if known.
+    pub at_ms: Option<i64>,
+    /// Why no task was named.
+    pub reason: String,
+}
+
+/// The state of every task seen, folded from their callbacks.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker {
+    tasks: BTreeMap<String, History>,
+    unattributed: VecDeque<Unattributed>,
+    unattributed_total: u64,
+    latest_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct History {
+    /// The fold of every event that has left the window.
+    settled: Fold,
+    /// The latest events, in event order.
+    window: VecDeque<Entry>,
+    /// `settled` with the window applied.
+    current: Fold,
+    /// Anomalies about delivery rather than about the task.
+    delivery: Anomalies,
+    seen: VecDeque<u64>,
+    duplicates: u64,
+}
+
+impl History {
+    fn new(task_id: &str) -> History {
+        History {
+            settled: Fold::new(task_id),
+            window: VecDeque::new(),
+            current: Fold::new(task_id),
+            delivery: Anomalies::default(),
+            seen: VecDeque::new(),
+            duplicates: 0,
+        }
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        let position = self.window.partition_point(|e| e.order <= entry.order);
+        if position == self.window.len() {
+            self.current.apply(&entry);
+            self.window.push_back(entry);
+        } else {
+            let later: Vec<u64> = self.window.range(position..).map(|e| e.id).collect();
+            let mut ids = vec![entry.id];
+            ids.extend(later.iter().take(anomaly::EVENTS_KEPT - 1));
+            self.delivery.record(
+                AnomalyKind::OutOfOrder,
+                entry.at_ms(),
+                &ids,
+                format!("arrived after {} event(s) that happened later", later.len()),
+            );
+            if position == 0 && self.settled.state.events > 0 {
+                self.delivery.record(
+                    AnomalyKind::TooLate,
+                    entry.at_ms(),
+                    &[entry.id],
+                    format!(
+                        "arrived more than {REORDER_WINDOW} events late; folded as the oldest event still in order"
+                    ),
+                );
+            }
+            self.window.insert(position, entry);
+            self.current = self.settled.clone();
+            for e in &self.window {
+                self.current.apply(e);
+            }
+        }
+        if self.window.len() > REORDER_WINDOW {
+            let oldest = self.window.pop_front().expect("window is not empty");
+            self.settled.apply(&oldest);
+        }
+    }
+
+    fn is_repeat(&mut self, key: u64) -> bool {
+        if self.seen.contains(&key) {
+            self.duplicates += 1;
+            return true;
+        }
+        if self.seen.len() == DEDUP_MEMORY {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(key);
+        false
+    }
+
+    fn snapshot(&self, now_ms: Option<i64>) -> TaskState {
+        let mut state = self.current.state.clone();
+        state.duplicates = self.duplicates;
+        let mut anomalies = self.current.anomalies.clone();
+        if let Some((at, event, detail)) = now_ms.and_then(|now| task::overdue(&state, now)) {
+            anomalies.record(AnomalyKind::FileOverdue, at, &[event], detail);
+        }
+        state.anomalies = anomalies.merged(&self.delivery);
+        state
+    }
+}
+
+impl Tracker {
+    /// An empty tracker.
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Folds one delivered callback into the state of its task.
+    ///
+    /// A `TaskExit` without `task_id` is attributed to the one task whose
+    /// `source_urls` equal its own, if exactly one does.
+    pub fn observe(&mut self, observation: Observation<'_>) -> Outcome {
+        let callback = observation.callback;
+        let own_time = callback.occurred_at_ms().or(observation.received_at_ms);
+        let (task_id, by_sources) = match callback.task_id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => (id.to_owned(), false),
+            None => match self.attribute(callback) {
+                Ok(id) => (id, true),
+                Err(reason) => {
+                    self.unattributed_total += 1;
+                    if self.unattributed.len() == UNATTRIBUTED_KEPT {
+                        self.unattributed.pop_front();
+                    }
+                    self.unattributed.push_back(Unattributed {
+                        event: observation.id,
+                        callback_event: callback.event.name().to_owned(),
+                        at_ms: own_time,
+                        reason,
+                    });
+                    return Outcome::Unattributed;
+                }
+            },
+        };
+        let history = self
+            .tasks
+            .entry(task_id.clone())
+            .or_insert_with(|| History::new(&task_id));
+        if history.is_repeat(observation.key.short()) {
+            return Outcome::Duplicate { task_id };
+        }
+        let at_ms = own_time
+            .or_else(|| history.window.back().map(Entry::at_ms))
+            .unwrap_or(0);
+        self.latest_ms = Some(self.latest_ms.map_or(at_ms, |t| t.max(at_ms)));
+        history.insert(Entry::new(observation.id, at_ms, observation.key.short(), callback));
+        Outcome::Applied {
+            task_id,
+            attributed_by_sources: by_sources,
+        }
+    }
+
+    fn attribute(&self, callback: &Callback) -> Result<String, String> {
+        if !matches!(callback.event, Event::TaskExit(_)) {
+            return Err("no task_id, and only a TaskExit may be attributed by its sources".to_owned());
+        }
+        if callback.source_urls.is_empty() {
+            return Err("no task_id and no source_urls".to_owned());
+        }
+        let mut matching = self
+            .tasks
+            .iter()
+            .filter(|(_, h)| h.current.state.source_urls == callback.source_urls)
+            .map(|(id, _)| id);
+        match (matching.next(), matching.next()) {
+            (Some(id), None) => Ok(id.clone()),
+            (None, _) => Err("no task_id, and no known task has these source_urls".to_owned()),
+            (Some(_), Some(_)) => {
+                Err("no task_id, and several known tasks have these source_urls".to_owned())
+            }
+        }
+    }
+
+    /// The state of one task, with overdue files judged as of `now_ms`
+    /// (`None`: not judged).
+    pub fn task(&self, task_id: &str, now_ms: Option<i64>) -> Option<TaskState> {
+        self.tasks.get(task_id).map(|h| h.snapshot(now_ms))
+    }
+
+    /// The state of every task, ordered by task id.
+    pub fn tasks(&self, now_ms: Option<i64>) -> impl Iterator<Item = TaskState> + '_ {
+        self.tasks.values().map(move |h| h.snapshot(now_ms))
+    }
+
+    /// How many tasks have been seen.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether no task has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The latest unattributed events (at most [`UNATTRIBUTED_KEPT`]).
+    pub fn unattributed(&self) -> impl Iterator<Item = &Unattributed> {
+        self.unattributed.iter()
+    }
+
+    /// How many events could not be attributed, in all.
+    pub fn unattributed_total(&self) -> u64 {
+        self.unattributed_total
+    }
+
+    /// The time of the latest event seen, ms since the epoch: the natural
+    /// "now" for judging a log after the fact.
+    pub fn latest_ms(&self) -> Option<i64> {
+        self.latest_ms
+    }
+}
+
+#[cfg(test)]
+mod tests;

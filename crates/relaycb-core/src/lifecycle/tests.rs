@@ -1,0 +1,228 @@
+//! Unit tests of the fold rules, one behaviour per test.
+
+use super::*;
+use crate::callback::{FileEvent, TaskExit};
+
+struct Script {
+    tracker: Tracker,
+    next_id: u64,
+}
+
+fn callback(task: Option<&str>, at_s: i64, event: Event) -> Callback {
+    let mut c = Callback::new(event);
+    c.task_id = task.map(str::to_owned);
+    c.event_time = Some(at_s);
+    c.source_urls = vec!["http://src.example/a.m3u8".to_owned()];
+    c
+}
+
+fn file(index: u32, duration: u64) -> FileEvent {
+    FileEvent {
+        url: Some(format!("http://src.example/{index}.mp4")),
+        index: Some(index),
+        duration: Some(duration),
+    }
+}
+
+fn exit(code: i64) -> Event {
+    Event::TaskExit(TaskExit {
+        task_exit_time: Some(0),
+        code: Some(code),
+        message: Some("write packet error.".to_owned()),
+    })
+}
+
+fn start() -> Event {
+    Event::TaskStart {
+        task_start_time: Some(0),
+    }
+}
+
+impl Script {
+    fn new() -> Script {
+        Script {
+            tracker: Tracker::new(),
+            next_id: 1,
+        }
+    }
+
+    fn feed(&mut self, c: &Callback) -> Outcome {
+        let body = crate::encode(c);
+        let key = DedupKey::of_body(&body).unwrap();
+        let id = self.next_id;
+        self.next_id += 1;
+        self.tracker.observe(Observation {
+            id,
+            key,
+            received_at_ms: None,
+            callback: c,
+        })
+    }
+
+    fn state(&self, task: &str) -> TaskState {
+        self.tracker.task(task, None).unwrap()
+    }
+}
+
+fn kinds(state: &TaskState) -> Vec<AnomalyKind> {
+    state.anomalies.iter().map(|a| a.kind).collect()
+}
+
+#[test]
+fn a_playlist_that_loops_counts_files_and_loops() {
+    let mut s = Script::new();
+    let t = Some("1");
+    s.feed(&callback(t, 100, start()));
+    let mut now = 101;
+    for round in 0..2 {
+        for i in 0..3 {
+            s.feed(&callback(t, now, Event::VodSourceFileStart(file(i, 60))));
+            now += 60;
+            s.feed(&callback(t, now, Event::VodSourceFileFinish(file(i, 60))));
+            let _ = round;
+        }
+    }
+    let st = s.state("1");
+    assert_eq!((st.phase, st.starts, st.restarts), (Phase::Running, 1, 0));
+    assert_eq!((st.files_started, st.files_finished, st.loops), (6, 6, 1));
+    assert!(st.current_file.is_none());
+    assert!(st.anomalies.is_empty(), "{:?}", st.anomalies);
+}
+
+#[test]
+fn an_exit_then_a_start_is_a_restart() {
+    let mut s = Script::new();
+    let t = Some("7");
+    s.feed(&callback(t, 100, start()));
+    s.feed(&callback(t, 200, exit(-875574520)));
+    let st = s.state("7");
+    assert_eq!(st.phase, Phase::Exited);
+    let last = st.last_exit.as_ref().unwrap();
+    assert_eq!(last.explanation.as_ref().unwrap().name, "AVERROR_HTTP_NOT_FOUND");
+    assert_eq!(kinds(&st), [AnomalyKind::ErrorExit]);
+    s.feed(&callback(t, 300, start()));
+    let st = s.state("7");
+    assert_eq!((st.phase, st.starts, st.restarts), (Phase::Running, 2, 1));
+    assert_eq!(st.exits.get("-875574520"), Some(&1));
+}
+
+#[test]
+fn a_normal_exit_is_not_an_anomaly() {
+    let mut s = Script::new();
+    s.feed(&callback(Some("1"), 100, start()));
+    s.feed(&callback(Some("1"), 200, exit(0)));
+    assert!(s.state("1").anomalies.is_empty());
+}
+
+#[test]
+fn retries_are_counted_once() {
+    let mut s = Script::new();
+    let mut c = callback(Some("1"), 100, start());
+    s.feed(&c);
+    c.t = Some(999);
+    c.sign = Some("abc".to_owned());
+    assert_eq!(s.feed(&c), Outcome::Duplicate { task_id: "1".to_owned() });
+    let st = s.state("1");
+    assert_eq!((st.starts, st.events, st.duplicates), (1, 1, 1));
+}
+
+#[test]
+fn a_late_first_file_is_flagged() {
+    let mut s = Script::new();
+    s.feed(&callback(Some("1"), 100, start()));
+    s.feed(&callback(Some("1"), 105, Event::VodSourceFileStart(file(0, 60))));
+    assert_eq!(kinds(&s.state("1")), [AnomalyKind::LateFileStart]);
+}
+
+#[test]
+fn a_file_event_without_task_start_is_flagged() {
+    let mut s = Script::new();
+    s.feed(&callback(Some("1"), 100, Event::VodSourceFileStart(file(0, 60))));
+    let st = s.state("1");
+    assert_eq!(st.phase, Phase::Running);
+    assert_eq!(kinds(&st), [AnomalyKind::FileWithoutTaskStart]);
+}
+
+#[test]
+fn a_file_ending_well_before_its_duration_is_flagged() {
+    let mut s = Script::new();
+    s.feed(&callback(Some("1"), 100, start()));
+    s.feed(&callback(Some("1"), 101, Event::VodSourceFileStart(file(0, 600))));
+    s.feed(&callback(Some("1"), 161, Event::VodSourceFileFinish(file(0, 600))));
+    assert_eq!(kinds(&s.state("1")), [AnomalyKind::FileEndedEarly]);
+}
+
+#[test]
+fn an_overdue_file_is_flagged_as_of_now() {
+    let mut s = Script::new();
+    s.feed(&callback(Some("1"), 100, start()));
+    s.feed(&callback(Some("1"), 101, Event::VodSourceFileStart(file(0, 60))));
+    let early = s.tracker.task("1", Some(150_000)).unwrap();
+    assert!(early.anomalies.is_empty());
+    let late = s.tracker.task("1", Some(1_000_000)).unwrap();
+    assert_eq!(kinds(&late), [AnomalyKind::FileOverdue]);
+}
+
+#[test]
+fn three_exits_in_ten_minutes_are_a_restart_loop() {
+    let mut s = Script::new();
+    for i in 0..3 {
+        s.feed(&callback(Some("1"), 100 + i * 60, start()));
+        s.feed(&callback(Some("1"), 130 + i * 60, exit(-111)));
+    }
+    let st = s.state("1");
+    assert_eq!(kinds(&st), [AnomalyKind::ErrorExit, AnomalyKind::RestartLoop]);
+    let error = &st.anomalies[0];
+    assert_eq!(error.count, 3);
+}
+
+#[test]
+fn an_exit_without_task_id_is_attributed_by_sources() {
+    let mut s = Script::new();
+    s.feed(&callback(Some("1"), 100, start()));
+    let outcome = s.feed(&callback(None, 200, exit(-22)));
+    assert_eq!(
+        outcome,
+        Outcome::Applied {
+            task_id: "1".to_owned(),
+            attributed_by_sources: true
+        }
+    );
+    assert_eq!(s.state("1").phase, Phase::Exited);
+}
+
+#[test]
+fn an_ambiguous_exit_is_kept_unattributed() {
+    let mut s = Script::new();
+    s.feed(&callback(Some("1"), 100, start()));
+    s.feed(&callback(Some("2"), 100, start()));
+    assert_eq!(s.feed(&callback(None, 200, exit(-22))), Outcome::Unattributed);
+    assert_eq!(s.tracker.unattributed_total(), 1);
+    assert!(s.tracker.unattributed().next().unwrap().reason.contains("several"));
+}
+
+#[test]
+fn out_of_order_delivery_gives_the_in_order_state_and_is_flagged() {
+    let events = [
+        callback(Some("1"), 100, start()),
+        callback(Some("1"), 101, Event::VodSourceFileStart(file(0, 60))),
+        callback(Some("1"), 161, Event::VodSourceFileFinish(file(0, 60))),
+        callback(Some("1"), 162, Event::VodSourceFileStart(file(1, 60))),
+    ];
+    let mut in_order = Script::new();
+    for c in &events {
+        in_order.feed(c);
+    }
+    let mut shuffled = Script::new();
+    for i in [2, 0, 3, 1] {
+        shuffled.next_id = i as u64 + 1;
+        shuffled.feed(&events[i]);
+    }
+    let mut a = in_order.state("1");
+    let mut b = shuffled.state("1");
+    assert!(kinds(&b).contains(&AnomalyKind::OutOfOrder));
+    b.anomalies.retain(|x| x.kind != AnomalyKind::OutOfOrder);
+    a.anomalies.retain(|x| x.kind != AnomalyKind::OutOfOrder);
+    assert_eq!(a, b);
+    assert_eq!(b.current_file.as_ref().unwrap().index, Some(1));
+}
