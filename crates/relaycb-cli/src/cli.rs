@@ -1,0 +1,34 @@
+//! The command line: one subcommand per job, each with its own arguments
+//! defined beside its code in `commands/`.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{check, decode, sign, verify};
+
+/// Decode, check, sign, analyse, export, replay and simulate the callbacks
+/// that Tencent Cloud CSS sends about relay (pull-and-push) tasks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "relaycb",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Say what a callback body (or a JSON Lines file of them) contains.
+    Decode(decode::Args),
+    /// Validate bodies only: a summary line, exit status 0 or 1.
+    Check(check::Args),
+    /// Print the `t` and `sign` Tencent would send with a key.
+    Sign(sign::Args),
+    /// Check the `t` and `sign` of a signed body.
+    Verify(verify::Args),
+}

@@ -1,0 +1,296 @@
+//! `relaycb decode`: what a body says, in words (or in the normalised JSON
+//! form), with every deviation from the documented form and, for an exit,
+//! what its code means.
+
+use std::fmt::Write as _;
+
+use relaycb_core::{
+    AlarmKind, Callback, DecodeOptions, Decoded, DedupKey, Event, decode_with, explain,
+};
+use serde_json::json;
+
+use crate::console::{Console, Style};
+use crate::input::{self, Layout};
+use crate::{Status, time};
+
+/// Arguments of `relaycb decode`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The body: a file, or `-` for standard input.
+    #[arg(default_value = "-")]
+    pub input: String,
+    /// How to print what was decoded.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Fail on any deviation from the documented form, not only on bodies
+    /// that cannot be understood.
+    #[arg(long)]
+    pub strict: bool,
+    /// Whether the input is one body or JSON Lines (one body per line).
+    #[arg(long, value_enum, default_value_t = Layout::Auto)]
+    pub layout: Layout,
+}
+
+/// Output formats of `relaycb decode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Words for a person.
+    Human,
+    /// The normalised form as JSON (one object per line for JSON Lines).
+    Json,
+}
+
+/// Decodes every body of the input, printing each; fails if any cannot be
+/// decoded.
+pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
+    let bytes = input::read_all(&args.input)?;
+    let items = input::split(&bytes, args.layout);
+    let options = DecodeOptions {
+        strict: args.strict,
+    };
+    let mut failed = 0usize;
+    let mut first = true;
+    for item in &items {
+        let prefix = item.prefix();
+        let decoded = match &item.body {
+            Ok(body) => decode_with(body, options).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason.clone()),
+        };
+        let decoded = match decoded {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                failed += 1;
+                let message = format!("error: {prefix}cannot decode the body: {reason}");
+                writeln!(console.err, "{message}")?;
+                continue;
+            }
+        };
+        let body = item.body.as_deref().unwrap_or_default();
+        let key = DedupKey::of_body(body).ok();
+        match args.format {
+            Format::Human => {
+                if !first {
+                    writeln!(console.out)?;
+                }
+                let text = human(&decoded, item.line, key, console);
+                write!(console.out, "{text}")?;
+            }
+            Format::Json => {
+                let value = normalised(&decoded, item.line, key);
+                if item.line.is_some() {
+                    writeln!(console.out, "{value}")?;
+                } else {
+                    writeln!(console.out, "{}", serde_json::to_string_pretty(&value)?)?;
+                }
+            }
+        }
+        first = false;
+    }
+    if items.len() > 1 && failed > 0 {
+        writeln!(
+            console.err,
+            "error: {failed} of {} bodies could not be decoded",
+            items.len()
+        )?;
+    }
+    Ok(if failed == 0 {
+        Status::Success
+    } else {
+        Status::Failure
+    })
+}
+
+/// The normalised JSON form: the typed callback, its deviations, and the
+/// explanation of an exit code.
+pub(crate) fn normalised(
+    decoded: &Decoded,
+    line: Option<u64>,
+    key: Option<DedupKey>,
+) -> serde_json::Value {
+    let mut value = json!({
+        "callback": decoded.callback,
+        "deviations": decoded.deviations,
+    });
+    if let Some(line) = line {
+        value["line"] = line.into();
+    }
+    if let Some(key) = key {
+        value["dedup_key"] = key.to_string().into();
+    }
+    if let Event::TaskExit(exit) = &decoded.callback.event {
+        if let Some(code) = exit.code {
+            value["exit"] = json!(explain(code));
+        }
+    }
+    value
+}
+
+/// The human form: a heading, then one labelled line per fact.
+fn human(
+    decoded: &Decoded,
+    line: Option<u64>,
+    key: Option<DedupKey>,
+    console: &Console<'_>,
+) -> String {
+    let c = &decoded.callback;
+    let mut out = String::new();
+    let mut heading = console.paint(Style::Bold, c.event.name());
+    if let Some(task) = &c.task_id {
+        let _ = write!(heading, " of task {task}");
+    }
+    if let Some(line) = line {
+        heading = format!("line {line}: {heading}");
+    }
+    let _ = writeln!(out, "{heading}");
+    let mut field = |label: &str, value: String| {
+        let _ = writeln!(out, "  {label:<12} {value}");
+    };
+    field("event time", event_time(c));
+    field(
+        "task",
+        c.task_id.clone().unwrap_or_else(|| "(not given)".into()),
+    );
+    if let Some(stream) = &c.stream_id {
+        field(
+            "stream",
+            if stream.is_empty() {
+                "(empty)".into()
+            } else {
+                stream.clone()
+            },
+        );
+    }
+    if let Some(to) = &c.to_url {
+        field("to", to.clone());
+    }
+    match c.source_urls.as_slice() {
+        [] => field("sources", "(none)".into()),
+        [one] => field("sources", one.clone()),
+        many => {
+            for (i, url) in many.iter().enumerate() {
+                field(
+                    if i == 0 { "sources" } else { "" },
+                    format!("{}. {url}", i + 1),
+                );
+            }
+        }
+    }
+    for (label, value) in msg_lines(c, console) {
+        field(label, value);
+    }
+    if let Some(appid) = c.appid {
+        field("appid", appid.to_string());
+    }
+    if let Some(url) = &c.callback_url {
+        field("callback to", url.clone());
+    }
+    field("signature", signature(c));
+    for (key, value) in &c.extra {
+        field("extra", format!("{key} = {value}"));
+    }
+    if let Some(key) = key {
+        field("dedup key", key.to_string());
+    }
+    if decoded.deviations.is_empty() {
+        field("deviations", console.paint(Style::Good, "none"));
+    } else {
+        for (i, deviation) in decoded.deviations.iter().enumerate() {
+            let label = if i == 0 { "deviations" } else { "" };
+            field(label, console.paint(Style::Warn, &deviation.to_string()));
+        }
+    }
+    out
+}
+
+fn event_time(c: &Callback) -> String {
+    match (c.event_time, c.occurred_at_ms()) {
+        (Some(seconds), _) => format!("{} ({seconds})", time::utc_seconds(seconds)),
+        (None, Some(ms)) => format!("{} (from msg)", time::utc_ms(ms)),
+        (None, None) => "(not given)".into(),
+    }
+}
+
+fn instant_ms(ms: Option<i64>) -> String {
+    match ms {
+        None => "(absent)".into(),
+        Some(0) => "0 (not given)".into(),
+        Some(ms) => format!("{} ({ms})", time::utc_ms(ms)),
+    }
+}
+
+fn msg_lines(c: &Callback, console: &Console<'_>) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    match &c.event {
+        Event::TaskStart { task_start_time } => {
+            lines.push(("started", instant_ms(*task_start_time)));
+        }
+        Event::VodSourceFileStart(file) | Event::VodSourceFileFinish(file) => {
+            let index = file.index.map_or_else(|| "?".into(), |i| i.to_string());
+            lines.push(("file", format!("index {index} (0-based)")));
+            if let Some(url) = &file.url {
+                lines.push(("file url", url.clone()));
+            }
+            let duration = file.duration.map_or_else(
+                || "(not given)".into(),
+                |d| format!("{d} s ({})", time::span(d)),
+            );
+            lines.push(("duration", duration));
+        }
+        Event::TaskExit(exit) => {
+            lines.push(("exited", instant_ms(exit.task_exit_time)));
+            match exit.code {
+                Some(code) => {
+                    let explanation = explain(code);
+                    let style = if code == 0 { Style::Good } else { Style::Bad };
+                    let head = console.paint(style, &format!("{code} ({})", explanation.name));
+                    lines.push(("code", head));
+                    lines.push(("meaning", explanation.summary));
+                }
+                None => lines.push(("code", "(not given)".into())),
+            }
+            if let Some(message) = &exit.message {
+                lines.push(("message", format!("{message:?}")));
+            }
+        }
+        Event::TaskAlarm { alarm } => {
+            let text = match alarm {
+                Some(kind) => format!("{kind}: {}", alarm_words(kind)),
+                None => "(type not given)".into(),
+            };
+            lines.push(("alarm", text));
+        }
+        Event::ResetTaskConfig { details } | Event::Unknown { details, .. } => {
+            if !details.is_null() {
+                lines.push(("details", details.to_string()));
+            }
+        }
+    }
+    if let Some(raw) = &c.raw_msg {
+        lines.push(("msg as sent", format!("{raw:?}")));
+    }
+    for (key, value) in &c.msg_extra {
+        lines.push(("msg extra", format!("{key} = {value}")));
+    }
+    lines
+}
+
+/// What an alarm type means, in words.
+pub(crate) fn alarm_words(kind: &AlarmKind) -> &'static str {
+    match kind {
+        AlarmKind::PullFileUnstable => "pulling the source is unstable",
+        AlarmKind::PushStreamUnstable => "pushing to the destination is unstable",
+        AlarmKind::PullFileFailed => "pulling the source failed",
+        AlarmKind::PushStreamFailed => "pushing to the destination failed",
+        AlarmKind::FileEndEarly => "a file ended before its expected duration",
+        AlarmKind::Other(_) => "an alarm type the documentation does not list",
+    }
+}
+
+fn signature(c: &Callback) -> String {
+    match (c.t, &c.sign) {
+        (None, None) => "unsigned".into(),
+        (Some(t), Some(sign)) => format!("t {t} (expires {}), sign {sign}", time::utc_seconds(t)),
+        (Some(t), None) => format!("t {t} without sign"),
+        (None, Some(sign)) => format!("sign {sign} without t"),
+    }
+}

@@ -1,0 +1,87 @@
+//! `relaycb verify`: checks the `t`/`sign` of signed bodies against one or
+//! more keys and says which check failed.
+
+use std::time::Duration;
+
+use relaycb_core::{KeyRing, decode};
+
+use crate::console::{Console, Style};
+use crate::input::{self, Layout};
+use crate::{Status, time};
+
+/// Arguments of `relaycb verify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The signed body: a file, or `-` for standard input.
+    #[arg(default_value = "-")]
+    pub input: String,
+    /// A callback key; repeat it to accept any of several (during a key
+    /// rotation).
+    #[arg(
+        long = "key",
+        env = "RELAYCB_KEY",
+        hide_env_values = true,
+        required = true
+    )]
+    pub keys: Vec<String>,
+    /// Judge expiry as of this Unix time instead of now (for old logs).
+    #[arg(long)]
+    pub now: Option<i64>,
+    /// How far, in seconds, the sender's clock may be off.
+    #[arg(long, default_value_t = 60)]
+    pub skew: u64,
+    /// Whether the input is one body or JSON Lines (one body per line).
+    #[arg(long, value_enum, default_value_t = Layout::Auto)]
+    pub layout: Layout,
+}
+
+/// Verifies every body of the input; fails if any is refused.
+pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
+    let ring = KeyRing::new(args.keys.iter().cloned()).with_skew(Duration::from_secs(args.skew));
+    if ring.is_empty() {
+        return Err(crate::UsageError("--key must not be empty".into()).into());
+    }
+    let now = args.now.unwrap_or_else(time::now_seconds);
+    let bytes = input::read_all(&args.input)?;
+    let mut refused = 0usize;
+    for item in input::split(&bytes, args.layout) {
+        let prefix = item.prefix();
+        let decoded = match &item.body {
+            Ok(body) => decode(body).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason.clone()),
+        };
+        let callback = match decoded {
+            Ok(decoded) => decoded.callback,
+            Err(reason) => {
+                refused += 1;
+                writeln!(
+                    console.err,
+                    "error: {prefix}cannot decode the body: {reason}"
+                )?;
+                continue;
+            }
+        };
+        match ring.verify(callback.t, callback.sign.as_deref(), now) {
+            Ok(()) => {
+                let t = callback.t.unwrap_or_default();
+                let ok = console.paint(Style::Good, "valid");
+                writeln!(
+                    console.out,
+                    "{prefix}signature {ok}: t {t} expires {} ({} s from now)",
+                    time::utc_seconds(t),
+                    t - now
+                )?;
+            }
+            Err(error) => {
+                refused += 1;
+                let refused = console.paint(Style::Bad, "refused");
+                writeln!(console.out, "{prefix}signature {refused}: {error}")?;
+            }
+        }
+    }
+    Ok(if refused == 0 {
+        Status::Success
+    } else {
+        Status::Failure
+    })
+}

@@ -1,0 +1,225 @@
+//! Logs read as a stream of records, a chunk at a time, so that a log of
+//! any size is read in bounded memory: JSON Lines of bare bodies, JSON
+//! Lines written by `relaycb export`, or the server's SQLite file (known by
+//! its `SQLite format 3` header).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+
+use anyhow::Context;
+use rusqlite::{Connection, OpenFlags};
+
+use super::ExportLine;
+
+/// The first bytes of every SQLite 3 database file.
+const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
+
+/// One delivery found in a log.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    /// The line number (JSON Lines) or row id (SQLite).
+    pub(crate) line: u64,
+    /// What the line holds.
+    pub(crate) payload: Payload,
+}
+
+/// A record's content before it is looked at.
+#[derive(Debug, Clone)]
+pub(crate) enum Payload {
+    /// A bare body: no arrival time known, one delivery.
+    Body(Vec<u8>),
+    /// A line written by `relaycb export`, not parsed yet.
+    Export(Vec<u8>),
+    /// A row of the server's store.
+    Row(Delivery),
+}
+
+/// A body with what the log says about its arrival.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// The id anomalies point at: the row id, or the line number of a bare
+    /// body.
+    pub(crate) id: u64,
+    /// First arrival, ms since the epoch, when the log says.
+    pub(crate) received_at_ms: Option<i64>,
+    /// How many times it arrived (1 for a bare body).
+    pub(crate) deliveries: u64,
+    /// The body as received.
+    pub(crate) body: Vec<u8>,
+}
+
+impl Record {
+    /// The delivery the record holds, or why it holds none.
+    pub(crate) fn into_delivery(self) -> Result<Delivery, String> {
+        match self.payload {
+            Payload::Body(body) => Ok(Delivery {
+                id: self.line,
+                received_at_ms: None,
+                deliveries: 1,
+                body,
+            }),
+            Payload::Export(line) => {
+                let export = ExportLine::parse(&line)?;
+                Ok(Delivery {
+                    id: export.id.unwrap_or(self.line),
+                    received_at_ms: export.received_at_ms,
+                    deliveries: export.deliveries.unwrap_or(1).max(1),
+                    body: export.raw.into_bytes(),
+                })
+            }
+            Payload::Row(delivery) => Ok(delivery),
+        }
+    }
+}
+
+/// How far through its input a reader is, for a progress line.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Progress {
+    /// Bytes (or rows) read so far.
+    pub(crate) done: u64,
+    /// Bytes (or rows) in all, when known.
+    pub(crate) total: Option<u64>,
+}
+
+/// Reads a log and hands its records to `each_chunk`, at most `chunk` at a
+/// time, in order.
+pub(crate) fn read(
+    path: &str,
+    chunk: usize,
+    mut each_chunk: impl FnMut(Vec<Record>, Progress) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if path == "-" {
+        let stdin = std::io::stdin();
+        return read_lines(stdin.lock(), None, chunk, &mut each_chunk)
+            .context("cannot read standard input");
+    }
+    let mut file = File::open(path).with_context(|| format!("cannot open {path}"))?;
+    let mut header = [0u8; 16];
+    let n = read_up_to(&mut file, &mut header).with_context(|| format!("cannot read {path}"))?;
+    if header[..n] == *SQLITE_HEADER {
+        drop(file);
+        return read_sqlite(path, chunk, &mut each_chunk)
+            .with_context(|| format!("cannot read the relaycb-server store {path}"));
+    }
+    let total = file.metadata().ok().map(|m| m.len());
+    let reader = std::io::Cursor::new(header[..n].to_vec()).chain(file);
+    read_lines(
+        BufReader::with_capacity(1 << 20, reader),
+        total,
+        chunk,
+        &mut each_chunk,
+    )
+    .with_context(|| format!("cannot read {path}"))
+}
+
+fn read_up_to(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+type EachChunk<'a> = dyn FnMut(Vec<Record>, Progress) -> anyhow::Result<()> + 'a;
+
+fn read_lines(
+    mut reader: impl BufRead,
+    total: Option<u64>,
+    chunk: usize,
+    each_chunk: &mut EachChunk<'_>,
+) -> anyhow::Result<()> {
+    let mut export = None;
+    let mut records = Vec::with_capacity(chunk);
+    let mut progress = Progress { done: 0, total };
+    let mut number = 0u64;
+    loop {
+        let mut line = Vec::new();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        progress.done += n as u64;
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let export = *export.get_or_insert_with(|| super::is_export_line(&line));
+        let payload = if export {
+            Payload::Export(line)
+        } else {
+            Payload::Body(line)
+        };
+        records.push(Record {
+            line: number,
+            payload,
+        });
+        if records.len() == chunk {
+            each_chunk(
+                std::mem::replace(&mut records, Vec::with_capacity(chunk)),
+                progress,
+            )?;
+        }
+    }
+    if !records.is_empty() {
+        each_chunk(records, progress)?;
+    }
+    Ok(())
+}
+
+fn read_sqlite(path: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyhow::Result<()> {
+    let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let total: i64 = db.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+    let mut statement =
+        db.prepare("SELECT id, received_at_ms, deliveries, raw FROM events ORDER BY id")?;
+    let mut rows = statement.query([])?;
+    let mut records = Vec::with_capacity(chunk);
+    let mut progress = Progress {
+        done: 0,
+        total: u64::try_from(total).ok(),
+    };
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let id = u64::try_from(id).unwrap_or_default();
+        let deliveries: Option<i64> = row.get(2)?;
+        records.push(Record {
+            line: id,
+            payload: Payload::Row(Delivery {
+                id,
+                received_at_ms: row.get(1)?,
+                deliveries: deliveries
+                    .and_then(|d| u64::try_from(d).ok())
+                    .unwrap_or(1)
+                    .max(1),
+                body: raw_bytes(row.get_ref(3)?),
+            }),
+        });
+        progress.done += 1;
+        if records.len() == chunk {
+            each_chunk(
+                std::mem::replace(&mut records, Vec::with_capacity(chunk)),
+                progress,
+            )?;
+        }
+    }
+    if !records.is_empty() {
+        each_chunk(records, progress)?;
+    }
+    Ok(())
+}
+
+/// The body column as bytes, whether it was stored as a BLOB or as TEXT.
+pub(crate) fn raw_bytes(value: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Blob(bytes) | ValueRef::Text(bytes) => bytes.to_vec(),
+        ValueRef::Null => Vec::new(),
+        ValueRef::Integer(n) => n.to_string().into_bytes(),
+        ValueRef::Real(x) => x.to_string().into_bytes(),
+    }
+}
