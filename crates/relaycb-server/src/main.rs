@@ -1,1 +1,59 @@
-fn main() {}
+//! `relaycb-server`: parse the flags, set up logging, start the server and
+//! run until SIGINT or SIGTERM, then shut down gracefully.
+//!
+//! Exit status: 0 after a clean shutdown, 1 when the server could not start
+//! or did not stop cleanly (the error chain is printed), 2 for bad flags.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use relaycb_server::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    relaycb_server::init_tracing(config.log_format);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("relaycb-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let running = relaycb_server::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; finishing requests in flight");
+    running.shutdown().await
+}
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,179 @@
+//! The server's configuration: command-line flags, each with a `RELAYCB_*`
+//! environment equivalent, defaults that run on a laptop, and the checks
+//! made before anything starts.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, ValueEnum};
+
+/// Receives Tencent Cloud CSS relay callbacks (event_type 314), stores each
+/// one durably before answering 200, and serves what every relay task is
+/// doing over a JSON API.
+#[derive(Clone, Parser)]
+#[command(name = "relaycb-server", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on. Anything beyond loopback should be protected
+    /// with --callback-token and --api-token.
+    #[arg(long, env = "RELAYCB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// SQLite database file; created and migrated on start.
+    #[arg(long, env = "RELAYCB_DB", default_value = "relaycb.db")]
+    pub db: PathBuf,
+
+    /// Path of the callback endpoint: the path of the task's CallbackUrl.
+    #[arg(long, env = "RELAYCB_CALLBACK_PATH", default_value = "/callback")]
+    pub callback_path: String,
+
+    /// Secret that must appear as `?token=` in the callback URL; callbacks
+    /// without it are refused with 401.
+    #[arg(long, env = "RELAYCB_CALLBACK_TOKEN", hide_env_values = true)]
+    pub callback_token: Option<String>,
+
+    /// Callback key used to verify `t`/`sign` when a body carries them.
+    /// Repeat the flag (or separate with commas in the environment) to
+    /// accept several keys while rotating.
+    #[arg(
+        long = "callback-key",
+        env = "RELAYCB_CALLBACK_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub callback_keys: Vec<String>,
+
+    /// Refuse callbacks that carry no valid `t`/`sign` (needs --callback-key).
+    #[arg(long, env = "RELAYCB_REQUIRE_SIGNATURE")]
+    pub require_signature: bool,
+
+    /// How far the sender's clock may be from ours when checking `t`
+    /// (for example `60s`, `2m`).
+    #[arg(long, env = "RELAYCB_CLOCK_SKEW", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub clock_skew: Duration,
+
+    /// Bearer token required by the /api routes; without it they are open.
+    #[arg(long, env = "RELAYCB_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Largest callback body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "RELAYCB_MAX_BODY", default_value_t = 64 * 1024)]
+    pub max_body: usize,
+
+    /// How many refused callbacks to keep; the oldest are dropped first and
+    /// counted.
+    #[arg(long, env = "RELAYCB_MAX_REJECTED", default_value_t = 10_000)]
+    pub max_rejected: u64,
+
+    /// Log format on standard error.
+    #[arg(long, env = "RELAYCB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Checks what clap cannot: combinations of flags.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.callback_path.starts_with('/') {
+            bail!(
+                "--callback-path must start with `/`, found {:?}",
+                self.callback_path
+            );
+        }
+        if self.callback_path.starts_with("/api/")
+            || ["/healthz", "/readyz", "/metrics"].contains(&self.callback_path.as_str())
+        {
+            bail!(
+                "--callback-path {:?} collides with a route of the server",
+                self.callback_path
+            );
+        }
+        if self.require_signature && self.callback_keys.iter().all(String::is_empty) {
+            bail!("--require-signature needs at least one --callback-key");
+        }
+        if self.max_body == 0 {
+            bail!("--max-body must be at least 1 byte");
+        }
+        if self.callback_token.as_deref() == Some("") {
+            bail!("--callback-token must not be empty");
+        }
+        if self.api_token.as_deref() == Some("") {
+            bail!("--api-token must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Whether the listen address is reachable from beyond this machine.
+    pub fn listens_beyond_loopback(&self) -> bool {
+        !self.listen.ip().is_loopback()
+    }
+}
+
+// Secrets are shown as set or not, never by value.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("db", &self.db)
+            .field("callback_path", &self.callback_path)
+            .field("callback_token", &secret(&self.callback_token))
+            .field("callback_keys", &self.callback_keys.len())
+            .field("require_signature", &self.require_signature)
+            .field("clock_skew", &self.clock_skew)
+            .field("api_token", &secret(&self.api_token))
+            .field("max_body", &self.max_body)
+            .field("max_rejected", &self.max_rejected)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_on_a_laptop() {
+        let config = Config::parse_from(["relaycb-server"]);
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.db, PathBuf::from("relaycb.db"));
+        assert_eq!(config.callback_path, "/callback");
+        assert_eq!(config.max_body, 65_536);
+        assert_eq!(config.clock_skew, Duration::from_secs(60));
+        config.validate().unwrap();
+        assert!(!config.listens_beyond_loopback());
+    }
+
+    #[test]
+    fn callback_key_repeats_and_debug_hides_secrets() {
+        let config = Config::parse_from([
+            "relaycb-server",
+            "--callback-key",
+            "k1-secret",
+            "--callback-key",
+            "k2-secret",
+            "--api-token",
+            "api-secret",
+        ]);
+        assert_eq!(config.callback_keys, ["k1-secret", "k2-secret"]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn require_signature_without_a_key_is_refused() {
+        let config = Config::parse_from(["relaycb-server", "--require-signature"]);
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! relaycb-server receives the callbacks that Tencent Cloud CSS sends about
+//! relay tasks, stores each one durably before answering 200, and serves
+//! what every task is doing.
+//!
+//! The binary is a thin `main` over this library: [`Config`] is its flags,
+//! [`start`] opens the store and listens, and [`Running::shutdown`] stops
+//! it gracefully. Tests drive the same [`app`] router without a socket.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use clap::Parser;
+//! let config = relaycb_server::Config::parse_from(["relaycb-server", "--listen", "127.0.0.1:0"]);
+//! let running = relaycb_server::start(config).await?;
+//! println!("listening on {}", running.local_addr());
+//! running.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod routes;
+mod store;
+mod tasks;
+mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use relaycb_core::KeyRing;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{Config, LogFormat};
+pub use error::ApiError;
+pub use store::StoreError;
+pub use telemetry::init as init_tracing;
+
+use store::StoreHandle;
+use tasks::TaskBoard;
+use telemetry::metrics::Metrics;
+
+/// An open store with its writer and task state: everything the routes
+/// need. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    shared: Arc<Shared>,
+}
+
+/// What every handler shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) store: StoreHandle,
+    pub(crate) board: Arc<TaskBoard>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) keys: KeyRing,
+}
+
+impl Service {
+    /// Validates the configuration, opens (creating and migrating) the
+    /// store, rebuilds task state from it and starts the writer.
+    pub async fn open(config: Config) -> anyhow::Result<Service> {
+        config.validate().context("invalid configuration")?;
+        let path = config.db.clone();
+        let (writer, reader, board) = tokio::task::spawn_blocking(move || {
+            let (writer, reader) = store::sqlite::open(&path)
+                .with_context(|| format!("cannot open the store {}", path.display()))?;
+            let board = TaskBoard::rebuild(&reader).context("cannot rebuild task state")?;
+            anyhow::Ok((writer, reader, board))
+        })
+        .await
+        .context("store opening task failed")??;
+        let board = Arc::new(board);
+        let metrics = Arc::new(Metrics::default());
+        let store = StoreHandle::spawn(
+            Box::new(writer),
+            Arc::new(reader),
+            board.clone(),
+            metrics.clone(),
+            config.max_rejected,
+        )
+        .context("cannot start the store writer")?;
+        let keys = KeyRing::new(config.callback_keys.iter().cloned()).with_skew(config.clock_skew);
+        Ok(Service {
+            shared: Arc::new(Shared {
+                config,
+                store,
+                board,
+                metrics,
+                keys,
+            }),
+        })
+    }
+
+    /// Commits everything already sent to the writer and closes the store.
+    pub async fn close(&self) -> anyhow::Result<()> {
+        self.shared
+            .store
+            .close()
+            .await
+            .context("closing the store failed")
+    }
+}
+
+/// The HTTP routes over an open service, for `axum::serve` or `oneshot`.
+///
+/// The peer address is recorded when the router is served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn app(service: &Service) -> axum::Router {
+    routes::router(service.shared.clone())
+}
+
+/// A server listening and serving.
+pub struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    service: Service,
+}
+
+/// Opens the store, binds `config.listen` and serves until
+/// [`Running::shutdown`].
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let listen = config.listen;
+    if config.listens_beyond_loopback() {
+        if config.callback_token.is_none() {
+            tracing::warn!(%listen, "listening beyond loopback without --callback-token: anyone who can reach this address can post callbacks");
+        }
+        if config.api_token.is_none() {
+            tracing::warn!(%listen, "listening beyond loopback without --api-token: anyone who can reach this address can read every stored callback");
+        }
+    }
+    let service = Service::open(config).await?;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            service.close().await.ok();
+            return Err(error).with_context(|| format!("cannot listen on {listen}"));
+        }
+    };
+    let addr = listener.local_addr().context("no local address")?;
+    let router = app(&service);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    tracing::info!(%addr, db = %service.shared.config.db.display(), callback_path = %service.shared.config.callback_path, "relaycb-server listening");
+    Ok(Running {
+        addr,
+        stop,
+        server,
+        service,
+    })
+}
+
+impl Running {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish, flushes the writer
+    /// and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.server
+            .await
+            .context("server task failed")?
+            .context("server failed")?;
+        self.service.close().await?;
+        tracing::info!("relaycb-server stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,329 @@
+//! `POST /callback`: the URL Tencent posts relay callbacks to.
+//!
+//! In order: read the raw bytes (at most `--max-body`), check the URL token,
+//! decode with relaycb-core, check `t`/`sign`, store, and only after the
+//! commit answer `200 {"code":0}`. Whatever is refused is stored too, in
+//! the rejected store, with the reason and the bytes that were read.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use relaycb_core::{Category, Decoded, DedupKey, Event, SignatureError};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::Shared;
+use crate::error::ApiError;
+use crate::store::writer::now_ms;
+use crate::store::{NewEvent, NewRejected};
+use crate::telemetry::{self, metrics::CallbackOutcome};
+
+/// Headers kept with each callback: enough to tell senders and proxies
+/// apart, nothing that carries a credential.
+const HEADERS_KEPT: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "user-agent",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-request-id",
+    "host",
+];
+
+/// Why a callback was refused.
+struct Refusal {
+    status: StatusCode,
+    /// Broad kind, stored in `rejected.category`.
+    category: &'static str,
+    /// Short fixed name, the `reason` label of the metric.
+    label: &'static str,
+    /// What was wrong, in words: the answer's `error` and `rejected.reason`.
+    message: String,
+}
+
+impl Refusal {
+    fn new(
+        status: StatusCode,
+        category: &'static str,
+        label: &'static str,
+        message: String,
+    ) -> Self {
+        Refusal {
+            status,
+            category,
+            label,
+            message,
+        }
+    }
+}
+
+/// The body as read: at most `limit` bytes, and whether there was more.
+struct ReadBody {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+pub(crate) async fn receive(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let received_at_ms = now_ms();
+    let (parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.to_string());
+    let headers = kept_headers(&parts.headers);
+
+    let body = match read_limited(body, state.config.max_body).await {
+        Ok(body) => body,
+        Err(error) => {
+            // Nothing complete to keep: the sender went away or broke the
+            // framing. Tencent will retry.
+            tracing::warn!(%error, "callback body could not be read");
+            telemetry::record(None, None, "unreadable");
+            return ApiError::bad_request("the request body could not be read").into_response();
+        }
+    };
+
+    let response = match check(&state, &parts.uri, &body) {
+        Ok(decoded) => accept(&state, body.bytes, decoded, received_at_ms, headers, peer).await,
+        Err(refusal) => refuse(&state, refusal, body, received_at_ms, headers, peer).await,
+    };
+    state.metrics.ack_latency(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Everything that decides between accepting and refusing, in order.
+fn check(state: &Shared, uri: &Uri, body: &ReadBody) -> Result<Decoded, Refusal> {
+    if body.truncated {
+        return Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "too_large",
+            format!(
+                "body is larger than the limit of {} bytes",
+                state.config.max_body
+            ),
+        ));
+    }
+    if let Some(expected) = &state.config.callback_token {
+        check_token(uri, expected)?;
+    }
+    let decoded = relaycb_core::decode(&body.bytes).map_err(|error| {
+        let (status, label) = match error.category() {
+            Category::Syntax => (StatusCode::BAD_REQUEST, "not_json"),
+            Category::NotRelay if error.path().is_none() => (StatusCode::BAD_REQUEST, "not_object"),
+            Category::NotRelay => (StatusCode::UNPROCESSABLE_ENTITY, "not_relay"),
+            Category::Missing => (StatusCode::UNPROCESSABLE_ENTITY, "missing_field"),
+            Category::WrongType => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_type"),
+            Category::Signature => (StatusCode::UNAUTHORIZED, "signature"),
+            _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        };
+        Refusal::new(status, error.category().as_str(), label, error.to_string())
+    })?;
+    let callback = &decoded.callback;
+    let signed = callback.t.is_some() || callback.sign.is_some();
+    if state.config.require_signature || (signed && !state.keys.is_empty()) {
+        let now = now_ms() / 1000;
+        state
+            .keys
+            .verify(callback.t, callback.sign.as_deref(), now)
+            .map_err(|error| {
+                let label = match error {
+                    SignatureError::Missing(_) => "signature_missing",
+                    SignatureError::MalformedTime => "signature_malformed",
+                    SignatureError::Expired { .. } => "signature_expired",
+                    SignatureError::FromTheFuture { .. } => "signature_future",
+                    SignatureError::Mismatch => "signature_mismatch",
+                    _ => "signature",
+                };
+                Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    "signature",
+                    label,
+                    error.to_string(),
+                )
+            })?;
+    }
+    Ok(decoded)
+}
+
+fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
+    #[derive(serde::Deserialize)]
+    struct TokenQuery {
+        token: Option<String>,
+    }
+    let given = Query::<TokenQuery>::try_from_uri(uri)
+        .ok()
+        .and_then(|Query(q)| q.token)
+        .filter(|t| !t.is_empty());
+    let Some(given) = given else {
+        return Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "token",
+            "token_missing",
+            "callback token missing: the callback URL must carry ?token=".to_owned(),
+        ));
+    };
+    // Constant time in the contents; only the length can show.
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "token",
+            "token_mismatch",
+            "callback token mismatch".to_owned(),
+        ))
+    }
+}
+
+async fn accept(
+    state: &Shared,
+    raw: Vec<u8>,
+    decoded: Decoded,
+    received_at_ms: i64,
+    headers: String,
+    peer: Option<String>,
+) -> Response {
+    let Decoded {
+        callback,
+        deviations,
+    } = decoded;
+    let event_name = callback.event.name().to_owned();
+    let key = match DedupKey::of_body(&raw) {
+        Ok(key) => key,
+        Err(error) => {
+            // decode accepted the body, so this cannot happen; refuse rather
+            // than store an event that cannot be deduplicated.
+            tracing::error!(%error, "decoded body has no dedup key");
+            return ApiError::internal().into_response();
+        }
+    };
+    let event = NewEvent {
+        dedup_key: key.to_string(),
+        task_id: callback.task_id.clone().filter(|id| !id.is_empty()),
+        callback_event: event_name.clone(),
+        event_time: callback.event_time,
+        occurred_at_ms: callback.occurred_at_ms(),
+        received_at_ms,
+        raw,
+        decoded: serde_json::to_string(&callback).expect("a callback always serialises"),
+        deviations: serde_json::to_string(&deviations).expect("deviations always serialise"),
+        headers,
+        peer,
+        callback,
+        key,
+    };
+    let metric_event: Event = event.callback.event.clone();
+    match state.store.accept(event).await {
+        Ok(stored) => {
+            let outcome = if stored.duplicate {
+                CallbackOutcome::Duplicate
+            } else {
+                for deviation in &deviations {
+                    state.metrics.deviation(deviation.kind.name());
+                }
+                CallbackOutcome::Stored
+            };
+            state.metrics.callback(Some(&metric_event), outcome);
+            telemetry::record(stored.task.as_deref(), Some(&event_name), outcome.as_str());
+            tracing::info!(
+                id = stored.id,
+                deliveries = stored.deliveries,
+                deviations = deviations.len(),
+                "callback {}",
+                outcome.as_str()
+            );
+            (StatusCode::OK, Json(json!({ "code": 0 }))).into_response()
+        }
+        Err(error) => {
+            state
+                .metrics
+                .callback(Some(&metric_event), CallbackOutcome::Failed);
+            telemetry::record(None, Some(&event_name), CallbackOutcome::Failed.as_str());
+            tracing::error!(%error, "callback not stored; answered 503 so that Tencent retries");
+            ApiError::unavailable("the callback could not be stored; retry later").into_response()
+        }
+    }
+}
+
+async fn refuse(
+    state: &Shared,
+    refusal: Refusal,
+    body: ReadBody,
+    received_at_ms: i64,
+    headers: String,
+    peer: Option<String>,
+) -> Response {
+    state.metrics.rejection(refusal.label);
+    state.metrics.callback(None, CallbackOutcome::Rejected);
+    telemetry::record(None, None, CallbackOutcome::Rejected.as_str());
+    let rejected = NewRejected {
+        received_at_ms,
+        status: refusal.status.as_u16(),
+        category: refusal.category.to_owned(),
+        reason: refusal.message.clone(),
+        raw: body.bytes,
+        truncated: body.truncated,
+        headers,
+        peer,
+    };
+    match state.store.reject(rejected).await {
+        Ok(id) => tracing::warn!(
+            id,
+            status = refusal.status.as_u16(),
+            reason = refusal.label,
+            error = %refusal.message,
+            "callback refused"
+        ),
+        Err(error) => {
+            tracing::error!(%error, reason = refusal.label, "refused callback could not be kept")
+        }
+    }
+    ApiError::new(refusal.status, refusal.message).into_response()
+}
+
+/// Reads at most `limit` bytes; when the body is longer, keeps the first
+/// `limit` bytes and says so.
+async fn read_limited(mut body: Body, limit: usize) -> Result<ReadBody, axum::Error> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let room = limit - bytes.len();
+        if data.len() > room {
+            bytes.extend_from_slice(&data[..room]);
+            return Ok(ReadBody {
+                bytes,
+                truncated: true,
+            });
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(ReadBody {
+        bytes,
+        truncated: false,
+    })
+}
+
+fn kept_headers(headers: &HeaderMap) -> String {
+    let kept: BTreeMap<&str, String> = HEADERS_KEPT
+        .iter()
+        .filter_map(|name| {
+            headers
+                .get(*name)
+                .map(|v| (*name, String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        })
+        .collect();
+    serde_json::to_string(&kept).expect("strings always serialise")
+}

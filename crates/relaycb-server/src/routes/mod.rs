@@ -1,0 +1,47 @@
+//! The HTTP surface: the callback endpoint, the read-only JSON API, and the
+//! operational routes (health, readiness, metrics).
+
+mod api;
+mod callback;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::Shared;
+use crate::error::ApiError;
+
+/// The state every handler receives.
+pub(crate) type AppState = Arc<Shared>;
+
+pub(crate) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/tasks", get(api::tasks))
+        .route("/api/tasks/{task_id}", get(api::task))
+        .route("/api/events", get(api::events))
+        .route("/api/events/{id}", get(api::event))
+        .route("/api/events/{id}/raw", get(api::event_raw))
+        .route("/api/rejected", get(api::rejected))
+        .route("/api/rejected/{id}", get(api::rejected_one))
+        .route("/api/rejected/{id}/raw", get(api::rejected_raw))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ));
+    Router::new()
+        .route(&state.config.callback_path, post(callback::receive))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(api)
+        .fallback(not_found)
+        // Outermost, so that every answer, refusals included, is in a span.
+        .layer(axum::middleware::from_fn(crate::telemetry::request_span))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}

@@ -1,0 +1,201 @@
+//! Durable storage of accepted and refused callbacks.
+//!
+//! Writes go through one writer ([`writer`]) that owns the only write
+//! connection and commits every waiting request in one transaction (group
+//! commit); a request is answered only after the commit that holds it.
+//! Reads go through a [`Reader`] on their own connection.
+//!
+//! The database is reached through two small traits, [`Backend`] for the
+//! writer and [`Reader`] for queries, so that another database can be added
+//! beside [`sqlite`] without touching the routes or the writer.
+
+pub(crate) mod sqlite;
+pub(crate) mod writer;
+
+use relaycb_core::Callback;
+use serde::Serialize;
+use serde_json::Value;
+
+pub(crate) use writer::StoreHandle;
+
+/// What can go wrong in the store. Shown in logs only.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused an operation.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value could not be read back.
+    #[error("stored {what} is not valid JSON: {source}")]
+    Corrupt {
+        /// Which column.
+        what: &'static str,
+        /// The parser's complaint.
+        source: serde_json::Error,
+    },
+    /// The batch holding this write could not be committed (the cause is
+    /// logged once by the writer).
+    #[error("the write could not be committed")]
+    Failed,
+    /// The writer has stopped (the server is shutting down).
+    #[error("the store writer has stopped")]
+    Closed,
+    /// The writer did not answer in time.
+    #[error("the store writer did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// A blocking read task failed.
+    #[error("read task failed: {0}")]
+    Join(String),
+}
+
+/// An accepted callback on its way to the store.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent {
+    pub(crate) dedup_key: String,
+    pub(crate) task_id: Option<String>,
+    pub(crate) callback_event: String,
+    pub(crate) event_time: Option<i64>,
+    pub(crate) occurred_at_ms: Option<i64>,
+    pub(crate) received_at_ms: i64,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) decoded: String,
+    pub(crate) deviations: String,
+    pub(crate) headers: String,
+    pub(crate) peer: Option<String>,
+    /// The decoded callback, for the task tracker.
+    pub(crate) callback: Callback,
+    /// The dedup key itself, for the task tracker.
+    pub(crate) key: relaycb_core::DedupKey,
+}
+
+/// A refused callback on its way to the store.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRejected {
+    pub(crate) received_at_ms: i64,
+    pub(crate) status: u16,
+    pub(crate) category: String,
+    pub(crate) reason: String,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) truncated: bool,
+    pub(crate) headers: String,
+    pub(crate) peer: Option<String>,
+}
+
+/// What an upsert of an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upserted {
+    /// The row id (the first arrival's).
+    pub(crate) id: i64,
+    /// Deliveries so far, this one included; 1 for a new event.
+    pub(crate) deliveries: i64,
+    /// The task the event was folded into, if known.
+    pub(crate) task: Option<String>,
+}
+
+/// One stored event, as read back.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventRow {
+    pub(crate) id: i64,
+    pub(crate) dedup_key: String,
+    pub(crate) task_id: Option<String>,
+    /// The task it was folded into when the body had no `task_id`.
+    pub(crate) attributed_to: Option<String>,
+    pub(crate) callback_event: String,
+    pub(crate) event_time: Option<i64>,
+    pub(crate) occurred_at_ms: Option<i64>,
+    pub(crate) received_at_ms: i64,
+    pub(crate) last_received_at_ms: i64,
+    pub(crate) deliveries: i64,
+    pub(crate) decoded: Value,
+    pub(crate) deviations: Value,
+    pub(crate) headers: Value,
+    pub(crate) peer: Option<String>,
+    /// Only filled when one event is read.
+    #[serde(skip)]
+    pub(crate) raw: Option<Vec<u8>>,
+}
+
+/// One refused callback, as read back.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RejectedRow {
+    pub(crate) id: i64,
+    pub(crate) received_at_ms: i64,
+    pub(crate) status: u16,
+    pub(crate) category: String,
+    pub(crate) reason: String,
+    pub(crate) truncated: bool,
+    pub(crate) size: i64,
+    pub(crate) headers: Value,
+    pub(crate) peer: Option<String>,
+    #[serde(skip)]
+    pub(crate) raw: Option<Vec<u8>>,
+}
+
+/// What to list of the stored events, newest first.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EventQuery {
+    pub(crate) task_id: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) since_ms: Option<i64>,
+    /// Only ids below this one.
+    pub(crate) before_id: Option<i64>,
+    pub(crate) limit: usize,
+}
+
+/// What the tracker needs of each stored event to rebuild task state.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplayRow {
+    pub(crate) id: i64,
+    pub(crate) dedup_key: String,
+    pub(crate) received_at_ms: i64,
+    pub(crate) callback: Callback,
+}
+
+/// The writer's side of a database: one connection, one transaction at a
+/// time. Every method but `begin`, `commit` and `rollback` runs inside a
+/// transaction that `begin` opened.
+pub(crate) trait Backend: Send + 'static {
+    /// Opens a transaction.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    /// Inserts an event, or counts one more delivery of the stored one with
+    /// the same dedup key.
+    fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError>;
+    /// Records that an event without `task_id` was folded into a task.
+    fn attribute(&mut self, id: i64, task_id: &str) -> Result<(), StoreError>;
+    /// Keeps a refused callback; returns its id.
+    fn insert_rejected(&mut self, rejected: &NewRejected) -> Result<i64, StoreError>;
+    /// Drops the oldest refused callbacks beyond `keep`; returns how many.
+    fn trim_rejected(&mut self, keep: u64) -> Result<u64, StoreError>;
+    /// Writes something small, to prove the store takes writes.
+    fn probe(&mut self, now_ms: i64) -> Result<(), StoreError>;
+    /// Makes the transaction durable.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Abandons the transaction.
+    fn rollback(&mut self);
+    /// Flushes and closes the connection.
+    fn close(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// The query side of a database. Methods block; call them from
+/// `spawn_blocking`.
+pub(crate) trait Reader: Send + Sync + 'static {
+    /// Calls `each` with every stored event in id order.
+    fn replay(&self, each: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError>;
+    /// Extra deliveries (retries) per task.
+    fn duplicates_by_task(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Events matching the query, newest first.
+    fn events(&self, query: &EventQuery) -> Result<Vec<EventRow>, StoreError>;
+    /// One event with its raw body.
+    fn event(&self, id: i64) -> Result<Option<EventRow>, StoreError>;
+    /// A task's events in event order (event time where known, else arrival).
+    fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError>;
+    /// Refused callbacks, newest first.
+    fn rejected(
+        &self,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RejectedRow>, StoreError>;
+    /// One refused callback with its raw body.
+    fn rejected_one(&self, id: i64) -> Result<Option<RejectedRow>, StoreError>;
+    /// How many refused callbacks were dropped to keep the store bounded.
+    fn rejected_dropped(&self) -> Result<u64, StoreError>;
+}

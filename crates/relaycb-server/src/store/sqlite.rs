@@ -1,0 +1,439 @@
+//! The embedded SQLite store: WAL journal, `synchronous = FULL`, schema
+//! migrations run on open.
+//!
+//! The `events` and `rejected` tables are read by `relaycb export` and
+//! `relaycb analyze` as well: their column names and meanings are a
+//! contract. New columns may be added; none may change meaning.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::{
+    Backend, EventQuery, EventRow, NewEvent, NewRejected, Reader, RejectedRow, ReplayRow,
+    StoreError, Upserted,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those
+/// applied. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, rejected and a small key-value table.
+    "
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        dedup_key TEXT NOT NULL UNIQUE,
+        task_id TEXT,
+        callback_event TEXT NOT NULL,
+        event_time INTEGER,
+        received_at_ms INTEGER NOT NULL,
+        last_received_at_ms INTEGER NOT NULL,
+        deliveries INTEGER NOT NULL,
+        raw BLOB NOT NULL,
+        decoded TEXT NOT NULL,
+        deviations TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        peer TEXT,
+        occurred_at_ms INTEGER,
+        attributed_to TEXT
+    );
+    CREATE INDEX events_task_id ON events (task_id, id);
+    CREATE INDEX events_attributed_to ON events (attributed_to, id);
+    CREATE INDEX events_callback_event ON events (callback_event, id);
+    CREATE TABLE rejected (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at_ms INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        category TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        truncated INTEGER NOT NULL,
+        headers TEXT NOT NULL,
+        peer TEXT
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    ",
+];
+
+/// Opens (creating if needed) the database file with the pragmas every
+/// connection needs.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(journal_mode = %mode, "sqlite did not switch to WAL");
+    }
+    // FULL: a commit is on disk before the writer answers anyone.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied store migration");
+    }
+    Ok(())
+}
+
+/// Opens the database at `path`: the writer's connection and the reader.
+pub(crate) fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreError> {
+    let mut conn = connect(path)?;
+    migrate(&mut conn)?;
+    let read = connect(path)?;
+    read.pragma_update(None, "query_only", true)?;
+    Ok((
+        SqliteWriter { conn },
+        SqliteReader {
+            conn: Mutex::new(read),
+        },
+    ))
+}
+
+/// The writer's connection.
+pub(crate) struct SqliteWriter {
+    conn: Connection,
+}
+
+impl Backend for SqliteWriter {
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    fn upsert_event(&mut self, e: &NewEvent) -> Result<Upserted, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO events (dedup_key, task_id, callback_event, event_time, received_at_ms,
+                 last_received_at_ms, deliveries, raw, decoded, deviations, headers, peer,
+                 occurred_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (dedup_key) DO UPDATE SET
+                 deliveries = deliveries + 1,
+                 last_received_at_ms = max(last_received_at_ms, excluded.last_received_at_ms)
+             RETURNING id, deliveries, coalesce(attributed_to, task_id)",
+        )?;
+        let upserted = stmt.query_row(
+            params![
+                e.dedup_key,
+                e.task_id,
+                e.callback_event,
+                e.event_time,
+                e.received_at_ms,
+                e.raw,
+                e.decoded,
+                e.deviations,
+                e.headers,
+                e.peer,
+                e.occurred_at_ms,
+            ],
+            |r| {
+                Ok(Upserted {
+                    id: r.get(0)?,
+                    deliveries: r.get(1)?,
+                    task: r.get(2)?,
+                })
+            },
+        )?;
+        Ok(upserted)
+    }
+
+    fn attribute(&mut self, id: i64, task_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE events SET attributed_to = ?2 WHERE id = ?1")?
+            .execute(params![id, task_id])?;
+        Ok(())
+    }
+
+    fn insert_rejected(&mut self, r: &NewRejected) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO rejected (received_at_ms, status, category, reason, raw, truncated,
+                     headers, peer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                r.received_at_ms,
+                r.status,
+                r.category,
+                r.reason,
+                r.raw,
+                r.truncated,
+                r.headers,
+                r.peer,
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn trim_rejected(&mut self, keep: u64) -> Result<u64, StoreError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let dropped = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM rejected WHERE id IN
+                     (SELECT id FROM rejected ORDER BY id DESC LIMIT -1 OFFSET ?1)",
+            )?
+            .execute([keep])?;
+        if dropped > 0 {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('rejected_dropped', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                )?
+                .execute([dropped as i64])?;
+        }
+        Ok(dropped as u64)
+    }
+
+    fn probe(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('probed_at_ms', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([now_ms])?;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+            tracing::warn!(%error, "rollback failed");
+        }
+    }
+
+    fn close(self: Box<Self>) -> Result<(), StoreError> {
+        // A passive checkpoint folds the WAL back into the main file so that
+        // a copied database file is complete; failing it loses nothing.
+        if let Err(error) = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::warn!(%error, "checkpoint on close failed");
+        }
+        self.conn.close().map_err(|(_, e)| StoreError::Sqlite(e))
+    }
+}
+
+/// The query connection.
+pub(crate) struct SqliteReader {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteReader {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A poisoned lock only means a reader panicked; the connection is fine.
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
+const EVENT_COLUMNS: &str = "id, dedup_key, task_id, attributed_to, callback_event, event_time,
+    occurred_at_ms, received_at_ms, last_received_at_ms, deliveries, decoded, deviations, headers,
+    peer";
+
+fn json(what: &'static str, text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+/// Reads a row selected with [`EVENT_COLUMNS`] (and `raw` after them when
+/// `with_raw`).
+fn event_row(r: &Row<'_>, with_raw: bool) -> Result<EventRow, StoreError> {
+    let decoded: String = r.get(10)?;
+    let deviations: String = r.get(11)?;
+    let headers: String = r.get(12)?;
+    Ok(EventRow {
+        id: r.get(0)?,
+        dedup_key: r.get(1)?,
+        task_id: r.get(2)?,
+        attributed_to: r.get(3)?,
+        callback_event: r.get(4)?,
+        event_time: r.get(5)?,
+        occurred_at_ms: r.get(6)?,
+        received_at_ms: r.get(7)?,
+        last_received_at_ms: r.get(8)?,
+        deliveries: r.get(9)?,
+        decoded: json("decoded", &decoded)?,
+        deviations: json("deviations", &deviations)?,
+        headers: json("headers", &headers)?,
+        peer: r.get(13)?,
+        raw: if with_raw { Some(r.get(14)?) } else { None },
+    })
+}
+
+const REJECTED_COLUMNS: &str =
+    "id, received_at_ms, status, category, reason, truncated, length(raw), headers, peer";
+
+fn rejected_row(r: &Row<'_>, with_raw: bool) -> Result<RejectedRow, StoreError> {
+    let headers: String = r.get(7)?;
+    Ok(RejectedRow {
+        id: r.get(0)?,
+        received_at_ms: r.get(1)?,
+        status: r.get(2)?,
+        category: r.get(3)?,
+        reason: r.get(4)?,
+        truncated: r.get(5)?,
+        size: r.get(6)?,
+        headers: json("headers", &headers)?,
+        peer: r.get(8)?,
+        raw: if with_raw { Some(r.get(9)?) } else { None },
+    })
+}
+
+impl Reader for SqliteReader {
+    fn replay(&self, each: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, dedup_key, received_at_ms, decoded, raw FROM events ORDER BY id",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let decoded: String = r.get(3)?;
+                let callback = match serde_json::from_str(&decoded) {
+                    Ok(callback) => callback,
+                    // The stored form is from another version: decode the
+                    // raw body again, it is the authority.
+                    Err(_) => {
+                        let raw: Vec<u8> = r.get(4)?;
+                        match relaycb_core::decode(&raw) {
+                            Ok(d) => d.callback,
+                            Err(error) => {
+                                let id: i64 = r.get(0)?;
+                                tracing::warn!(id, %error, "stored event no longer decodes; skipped");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                each(ReplayRow {
+                    id: r.get(0)?,
+                    dedup_key: r.get(1)?,
+                    received_at_ms: r.get(2)?,
+                    callback,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn duplicates_by_task(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT coalesce(attributed_to, task_id) AS task, sum(deliveries - 1)
+                 FROM events WHERE deliveries > 1 AND coalesce(attributed_to, task_id) IS NOT NULL
+                 GROUP BY task",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE (?1 IS NULL OR task_id = ?1 OR attributed_to = ?1)
+                   AND (?2 IS NULL OR callback_event = ?2)
+                   AND (?3 IS NULL OR received_at_ms >= ?3)
+                   AND (?4 IS NULL OR id < ?4)
+                 ORDER BY id DESC LIMIT ?5"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![
+                q.task_id,
+                q.event,
+                q.since_ms,
+                q.before_id,
+                q.limit as i64
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(event_row(r, false)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
+        self.with(|conn| {
+            let sql = format!("SELECT {EVENT_COLUMNS}, raw FROM events WHERE id = ?1");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([id])?;
+            rows.next()?.map(|r| event_row(r, true)).transpose()
+        })
+    }
+
+    fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE task_id = ?1 OR attributed_to = ?1
+                 ORDER BY coalesce(occurred_at_ms, received_at_ms), id"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([task_id])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(event_row(r, false)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn rejected(
+        &self,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RejectedRow>, StoreError> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {REJECTED_COLUMNS} FROM rejected WHERE (?1 IS NULL OR id < ?1)
+                 ORDER BY id DESC LIMIT ?2"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![before_id, limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(rejected_row(r, false)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn rejected_one(&self, id: i64) -> Result<Option<RejectedRow>, StoreError> {
+        self.with(|conn| {
+            let sql = format!("SELECT {REJECTED_COLUMNS}, raw FROM rejected WHERE id = ?1");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([id])?;
+            rows.next()?.map(|r| rejected_row(r, true)).transpose()
+        })
+    }
+
+    fn rejected_dropped(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let n: Option<i64> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'rejected_dropped'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(n.unwrap_or(0) as u64)
+        })
+    }
+}

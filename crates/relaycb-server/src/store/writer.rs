@@ -1,0 +1,366 @@
+//! The single writer: a dedicated thread that owns the write connection,
+//! takes every request waiting in its channel, writes them all in one
+//! transaction, commits, and only then answers each one (group commit).
+//!
+//! One fsync is shared by everything that arrived while the previous
+//! commit was running, so throughput grows with concurrency while every
+//! answered write is on disk.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use relaycb_core::Outcome;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Backend, NewEvent, NewRejected, Reader, StoreError};
+use crate::tasks::TaskBoard;
+use crate::telemetry::metrics::Metrics;
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer before senders are held back.
+const QUEUE: usize = 8192;
+/// How long a request waits for its commit before it is answered 503 (the
+/// write may still land; Tencent's retry is then recognised as a
+/// duplicate). Far inside Tencent's 20 s.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the store did with an accepted callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// Row id of the event (the first arrival's for a retry).
+    pub(crate) id: i64,
+    /// Whether the event was already stored.
+    pub(crate) duplicate: bool,
+    /// Deliveries so far.
+    pub(crate) deliveries: i64,
+    /// The task it belongs to, if any.
+    pub(crate) task: Option<String>,
+}
+
+enum Command {
+    Event(Box<NewEvent>, oneshot::Sender<Result<Stored, StoreError>>),
+    Rejected(Box<NewRejected>, oneshot::Sender<Result<i64, StoreError>>),
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+    Shutdown,
+}
+
+/// The handle the routes use: writes go to the writer thread, reads to the
+/// reader on a blocking thread.
+#[derive(Clone)]
+pub(crate) struct StoreHandle {
+    tx: mpsc::Sender<Command>,
+    reader: Arc<dyn Reader>,
+    thread: Arc<Mutex<Option<JoinHandle<Result<(), StoreError>>>>>,
+}
+
+impl StoreHandle {
+    /// Starts the writer thread over `backend`.
+    pub(crate) fn spawn(
+        backend: Box<dyn Backend>,
+        reader: Arc<dyn Reader>,
+        board: Arc<TaskBoard>,
+        metrics: Arc<Metrics>,
+        max_rejected: u64,
+    ) -> std::io::Result<StoreHandle> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = Writer {
+            backend,
+            reader: reader.clone(),
+            board,
+            metrics,
+            max_rejected,
+        };
+        let thread = std::thread::Builder::new()
+            .name("relaycb-writer".to_owned())
+            .spawn(move || writer.run(rx))?;
+        Ok(StoreHandle {
+            tx,
+            reader,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Timeout(WRITE_TIMEOUT)),
+        }
+    }
+
+    /// Stores an accepted callback; returns once it is committed.
+    pub(crate) async fn accept(&self, event: NewEvent) -> Result<Stored, StoreError> {
+        self.send(|reply| Command::Event(Box::new(event), reply))
+            .await
+    }
+
+    /// Stores a refused callback; returns its id once it is committed.
+    pub(crate) async fn reject(&self, rejected: NewRejected) -> Result<i64, StoreError> {
+        self.send(|reply| Command::Rejected(Box::new(rejected), reply))
+            .await
+    }
+
+    /// Commits a small write through the writer: the store takes writes.
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
+        self.send(Command::Probe).await
+    }
+
+    /// Runs a query on a blocking thread.
+    pub(crate) async fn read<T, F>(&self, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Reader) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || query(&*reader))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    /// Lets the writer commit everything already sent, then closes the
+    /// store. Later writes fail with [`StoreError::Closed`].
+    pub(crate) async fn close(&self) -> Result<(), StoreError> {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(thread) = thread else {
+            return Ok(());
+        };
+        // A full queue only delays this; a closed one means the writer is gone.
+        let _ = self.tx.send(Command::Shutdown).await;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+            .map_err(|_| StoreError::Join("the writer thread panicked".to_owned()))?
+    }
+}
+
+struct Writer {
+    backend: Box<dyn Backend>,
+    reader: Arc<dyn Reader>,
+    board: Arc<TaskBoard>,
+    metrics: Arc<Metrics>,
+    max_rejected: u64,
+}
+
+/// An answer to send once the batch is committed.
+enum Reply {
+    Event(oneshot::Sender<Result<Stored, StoreError>>, Stored),
+    Rejected(oneshot::Sender<Result<i64, StoreError>>, i64),
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), StoreError> {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let shutdown = batch.iter().any(|c| matches!(c, Command::Shutdown));
+            if shutdown {
+                // No new requests; those already queued are still written.
+                rx.close();
+            }
+            self.write(&mut batch);
+        }
+        tracing::info!("store writer drained; closing the store");
+        self.backend.close()
+    }
+
+    /// Writes one batch in one transaction and answers every request in it.
+    fn write(&mut self, batch: &mut Vec<Command>) {
+        let size = batch
+            .iter()
+            .filter(|c| !matches!(c, Command::Shutdown))
+            .count();
+        if size == 0 {
+            batch.clear();
+            return;
+        }
+        let mut replies = Vec::with_capacity(size);
+        let mut failed = Vec::new();
+        let mut observed = false;
+        let result = self.transaction(batch, &mut replies, &mut failed, &mut observed);
+        match result {
+            Ok(duplicates) => {
+                self.metrics.batch(size);
+                for task in duplicates {
+                    self.board.count_duplicate(&task);
+                }
+                for reply in replies {
+                    // A requester that gave up is no reason to stop.
+                    let _ = match reply {
+                        Reply::Event(tx, stored) => tx.send(Ok(stored)).map_err(drop),
+                        Reply::Rejected(tx, id) => tx.send(Ok(id)).map_err(drop),
+                        Reply::Probe(tx) => tx.send(Ok(())).map_err(drop),
+                    };
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, batch = size, "store write failed; the batch is refused and will be retried by its senders");
+                self.backend.rollback();
+                for reply in replies {
+                    let _ = match reply {
+                        Reply::Event(tx, _) => tx.send(Err(StoreError::Failed)).map_err(drop),
+                        Reply::Rejected(tx, _) => tx.send(Err(StoreError::Failed)).map_err(drop),
+                        Reply::Probe(tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
+                    };
+                }
+                for command in failed {
+                    fail(command);
+                }
+                if observed {
+                    // The tracker saw events that were rolled back.
+                    if let Err(error) = self.board.reload(&*self.reader) {
+                        tracing::error!(%error, "could not rebuild task state after a failed write");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the batch's writes; returns the tasks of retried events.
+    fn transaction(
+        &mut self,
+        batch: &mut Vec<Command>,
+        replies: &mut Vec<Reply>,
+        failed: &mut Vec<Command>,
+        observed: &mut bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut duplicates = Vec::new();
+        let mut rejected = false;
+        if let Err(error) = self.backend.begin() {
+            failed.extend(batch.drain(..));
+            return Err(error);
+        }
+        let mut commands = batch.drain(..);
+        for command in commands.by_ref() {
+            let step = match command {
+                Command::Event(event, reply) => match self.event(&event, observed) {
+                    Ok(stored) => {
+                        if stored.duplicate {
+                            duplicates.extend(stored.task.clone());
+                        }
+                        replies.push(Reply::Event(reply, stored));
+                        Ok(())
+                    }
+                    Err(error) => {
+                        failed.push(Command::Event(event, reply));
+                        Err(error)
+                    }
+                },
+                Command::Rejected(r, reply) => match self.backend.insert_rejected(&r) {
+                    Ok(id) => {
+                        rejected = true;
+                        replies.push(Reply::Rejected(reply, id));
+                        Ok(())
+                    }
+                    Err(error) => {
+                        failed.push(Command::Rejected(r, reply));
+                        Err(error)
+                    }
+                },
+                Command::Probe(reply) => match self.backend.probe(now_ms()) {
+                    Ok(()) => {
+                        replies.push(Reply::Probe(reply));
+                        Ok(())
+                    }
+                    Err(error) => {
+                        failed.push(Command::Probe(reply));
+                        Err(error)
+                    }
+                },
+                Command::Shutdown => Ok(()),
+            };
+            if let Err(error) = step {
+                failed.extend(commands);
+                return Err(error);
+            }
+        }
+        drop(commands);
+        if rejected {
+            let dropped = self.backend.trim_rejected(self.max_rejected)?;
+            if dropped > 0 {
+                self.metrics.rejected_dropped(dropped);
+                tracing::warn!(
+                    dropped,
+                    keep = self.max_rejected,
+                    "rejected store full; oldest refused callbacks dropped"
+                );
+            }
+        }
+        self.backend.commit()?;
+        Ok(duplicates)
+    }
+
+    fn event(&mut self, event: &NewEvent, observed: &mut bool) -> Result<Stored, StoreError> {
+        let upserted = self.backend.upsert_event(event)?;
+        if upserted.deliveries > 1 {
+            return Ok(Stored {
+                id: upserted.id,
+                duplicate: true,
+                deliveries: upserted.deliveries,
+                task: upserted.task,
+            });
+        }
+        // Folded before the commit so that an attribution by source URLs
+        // is written in the same transaction; a failed commit reloads the
+        // board from the store.
+        *observed = true;
+        let outcome = self.board.observe(
+            upserted.id,
+            event.key,
+            event.received_at_ms,
+            &event.callback,
+        );
+        let task = match outcome {
+            Outcome::Applied {
+                task_id,
+                attributed_by_sources,
+            } => {
+                if attributed_by_sources {
+                    self.backend.attribute(upserted.id, &task_id)?;
+                }
+                Some(task_id)
+            }
+            Outcome::Duplicate { task_id } => Some(task_id),
+            Outcome::Unattributed => None,
+        };
+        Ok(Stored {
+            id: upserted.id,
+            duplicate: false,
+            deliveries: 1,
+            task,
+        })
+    }
+}
+
+fn fail(command: Command) {
+    let _ = match command {
+        Command::Event(_, tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
+        Command::Rejected(_, tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
+        Command::Probe(tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
+        Command::Shutdown => Ok(()),
+    };
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,143 @@
+//! The state of every task: relaycb-core's [`Tracker`] fed with the stored
+//! events, kept in memory behind a lock.
+//!
+//! Only the writer feeds it, once per new event, in row id order; on start
+//! it is rebuilt by feeding the stored events in the same order with the
+//! same observations, so a restart changes nothing that the API shows.
+//! Retries are never fed to the tracker (the store already recognised
+//! them); their count per task is kept beside it from the `deliveries`
+//! column, because the tracker's own retry memory is bounded.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use relaycb_core::{Callback, DedupKey, Observation, Outcome, TaskState, Tracker};
+
+use crate::store::{Reader, StoreError};
+
+/// Every task's state.
+#[derive(Debug, Default)]
+pub(crate) struct TaskBoard {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tracker: Tracker,
+    /// Extra deliveries per task.
+    duplicates: HashMap<String, u64>,
+}
+
+impl TaskBoard {
+    /// Rebuilds the board from every stored event.
+    pub(crate) fn rebuild(reader: &dyn Reader) -> Result<TaskBoard, StoreError> {
+        let board = TaskBoard::default();
+        board.reload(reader)?;
+        Ok(board)
+    }
+
+    /// Replaces the state with the fold of every stored event; used on start
+    /// and after a failed commit (whose events were already observed).
+    pub(crate) fn reload(&self, reader: &dyn Reader) -> Result<(), StoreError> {
+        let mut tracker = Tracker::new();
+        let mut count = 0u64;
+        reader.replay(&mut |row| {
+            let key = match row.dedup_key.parse::<DedupKey>() {
+                Ok(key) => key,
+                Err(error) => {
+                    tracing::warn!(id = row.id, %error, "stored dedup key unreadable; event skipped");
+                    return;
+                }
+            };
+            tracker.observe(observation(row.id, key, row.received_at_ms, &row.callback));
+            count += 1;
+        })?;
+        let duplicates = reader.duplicates_by_task()?.into_iter().collect();
+        let mut inner = self.write();
+        *inner = Inner {
+            tracker,
+            duplicates,
+        };
+        tracing::info!(
+            events = count,
+            tasks = inner.tracker.len(),
+            "task state rebuilt from the store"
+        );
+        Ok(())
+    }
+
+    /// Folds a newly stored event.
+    pub(crate) fn observe(
+        &self,
+        id: i64,
+        key: DedupKey,
+        received_at_ms: i64,
+        callback: &Callback,
+    ) -> Outcome {
+        self.write()
+            .tracker
+            .observe(observation(id, key, received_at_ms, callback))
+    }
+
+    /// Counts one more delivery of an event of that task.
+    pub(crate) fn count_duplicate(&self, task_id: &str) {
+        *self
+            .write()
+            .duplicates
+            .entry(task_id.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Every task, ordered by task id, overdue files judged at `now_ms`.
+    pub(crate) fn tasks(&self, now_ms: i64) -> Vec<TaskState> {
+        let inner = self.read();
+        inner
+            .tracker
+            .tasks(Some(now_ms))
+            .map(|t| with_duplicates(t, &inner.duplicates))
+            .collect()
+    }
+
+    /// One task, overdue files judged at `now_ms`.
+    pub(crate) fn task(&self, task_id: &str, now_ms: i64) -> Option<TaskState> {
+        let inner = self.read();
+        inner
+            .tracker
+            .task(task_id, Some(now_ms))
+            .map(|t| with_duplicates(t, &inner.duplicates))
+    }
+
+    /// How many events could not be attributed to a task.
+    pub(crate) fn unattributed_total(&self) -> u64 {
+        self.read().tracker.unattributed_total()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // The tracker is only mutated by plain method calls; a panic in one
+        // leaves it usable, so a poisoned lock is taken as it is.
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn observation(
+    id: i64,
+    key: DedupKey,
+    received_at_ms: i64,
+    callback: &Callback,
+) -> Observation<'_> {
+    Observation {
+        id: id as u64,
+        key,
+        received_at_ms: Some(received_at_ms),
+        callback,
+    }
+}
+
+fn with_duplicates(mut task: TaskState, duplicates: &HashMap<String, u64>) -> TaskState {
+    task.duplicates = duplicates.get(&task.task_id).copied().unwrap_or(0);
+    task
+}

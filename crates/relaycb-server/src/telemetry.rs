@@ -1,0 +1,100 @@
+//! Logs and metrics: the tracing subscriber, one span per request, and the
+//! Prometheus registry ([`metrics`]).
+//!
+//! Each request gets a span `request` with a `request_id` (the sender's
+//! `x-request-id` when it sent a short one, else a counter), the method and
+//! the matched route; handlers record `task_id`, `event` and `outcome` once
+//! known. Query strings and headers are never logged: the callback token
+//! travels in the query and the API token in a header.
+
+pub(crate) mod metrics;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::{Instrument, Span, field};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Sets up the global subscriber: `RUST_LOG` filters (default `info`),
+/// lines in the chosen format on standard error.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // `try_init`: a second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+}
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+fn request_id(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:08x}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Middleware: runs the request inside its span and logs its end.
+pub(crate) async fn request_span(request: Request, next: Next) -> Response {
+    let id = request_id(&request);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = %route,
+        task_id = field::Empty,
+        event = field::Empty,
+        outcome = field::Empty,
+    );
+    let started = Instant::now();
+    async move {
+        let mut response = next.run(request).await;
+        let status = response.status().as_u16();
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        if response.status().is_server_error() {
+            tracing::warn!(status, millis, "request failed");
+        } else {
+            tracing::info!(status, millis, "request done");
+        }
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Records the domain fields of the current request span.
+pub(crate) fn record(task_id: Option<&str>, event: Option<&str>, outcome: &str) {
+    let span = Span::current();
+    if let Some(task_id) = task_id {
+        span.record("task_id", task_id);
+    }
+    if let Some(event) = event {
+        span.record("event", event);
+    }
+    span.record("outcome", outcome);
+}
