@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 use crate::callback::{AlarmKind, Callback, Event, FileEvent, RELAY_EVENT_TYPE, TaskExit};
 use crate::deviation::{Deviation, DeviationKind};
 use crate::error::{Category, Error, quote};
-use crate::wire::{BODY_KEYS, Document, DocumentSeed, Loose, MSG_KEYS, WireObject};
+use crate::wire::{
+    BODY_KEYS, Document, DocumentSeed, Encoded, Loose, MSG_KEYS, WireObject, body, msg,
+};
 
 /// A decoded callback and what it took to decode it.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,20 +83,20 @@ pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, Erro
         }
     };
     let callback = cx.callback(object)?;
-    if options.strict {
-        if let Some(first) = cx.deviations.first() {
-            let more = cx.deviations.len() - 1;
-            let tail = match more {
-                0 => String::new(),
-                1 => " (and 1 more)".to_owned(),
-                n => format!(" (and {n} more)"),
-            };
-            return Err(Error::new(
-                Category::Deviation,
-                Some(&first.path),
-                format!("strict decoding refuses deviations: {first}{tail}"),
-            ));
-        }
+    if options.strict
+        && let Some(first) = cx.deviations.first()
+    {
+        let more = cx.deviations.len() - 1;
+        let tail = match more {
+            0 => String::new(),
+            1 => " (and 1 more)".to_owned(),
+            n => format!(" (and {n} more)"),
+        };
+        return Err(Error::new(
+            Category::Deviation,
+            Some(&first.path),
+            format!("strict decoding refuses deviations: {first}{tail}"),
+        ));
     }
     Ok(Decoded {
         callback,
@@ -141,7 +143,7 @@ impl Context {
         for key in std::mem::take(&mut body.duplicates) {
             self.deviate(&key, DeviationKind::DuplicateKey);
         }
-        let name = match body.take("callback_event") {
+        let name = match body.take(body::CALLBACK_EVENT) {
             Some(Loose::Str(name)) if !name.is_empty() => name,
             Some(Loose::Str(_)) => {
                 return Err(Error::new(
@@ -161,7 +163,12 @@ impl Context {
                 return Err(wrong_type("callback_event", "an event name", &other));
             }
         };
-        match self.integer("event_type", body.take("event_type"), Documented::Number, true)? {
+        match self.integer(
+            "event_type",
+            body.take(body::EVENT_TYPE),
+            Documented::Number,
+            true,
+        )? {
             Some(n) if n as u64 == RELAY_EVENT_TYPE && n >= 0 => {}
             Some(n) => {
                 return Err(Error::new(
@@ -173,7 +180,7 @@ impl Context {
             None => {}
         }
 
-        let appid = match (body.take("appid"), body.take("appId")) {
+        let appid = match (body.take(body::APPID), body.take(body::APP_ID_ALIAS)) {
             (Some(v), alias) => {
                 if alias.is_some() {
                     self.deviate("appId", DeviationKind::DuplicateKey);
@@ -207,23 +214,23 @@ impl Context {
             task_start_time: None,
         });
         callback.appid = appid;
-        callback.task_id = self.text("task_id", body.take("task_id"), true)?;
-        callback.stream_id = self.text("stream_id", body.take("stream_id"), true)?;
-        callback.to_url = self.text("to_url", body.take("to_url"), true)?;
-        callback.source_urls = self.source_urls(body.take("source_urls"))?;
-        callback.callback_url = self.text("callback_url", body.take("callback_url"), false)?;
+        callback.task_id = self.text("task_id", body.take(body::TASK_ID), true)?;
+        callback.stream_id = self.text("stream_id", body.take(body::STREAM_ID), true)?;
+        callback.to_url = self.text("to_url", body.take(body::TO_URL), true)?;
+        callback.source_urls = self.source_urls(body.take(body::SOURCE_URLS))?;
+        callback.callback_url = self.text("callback_url", body.take(body::CALLBACK_URL), false)?;
         callback.event_time = self.integer(
             "event_time",
-            body.take("event_time"),
+            body.take(body::EVENT_TIME),
             Documented::String,
             false,
         )?;
-        callback.interface = self.text("interface", body.take("interface"), false)?;
-        callback.product_name = self.text("product_name", body.take("product_name"), false)?;
-        callback.t = self.integer("t", body.take("t"), Documented::Either, false)?;
-        callback.sign = self.text("sign", body.take("sign"), false)?;
+        callback.interface = self.text("interface", body.take(body::INTERFACE), false)?;
+        callback.product_name = self.text("product_name", body.take(body::PRODUCT_NAME), false)?;
+        callback.t = self.integer("t", body.take(body::T), Documented::Either, false)?;
+        callback.sign = self.text("sign", body.take(body::SIGN), false)?;
 
-        let msg = body.take("msg");
+        let msg = body.take(body::MSG);
         self.event(&mut callback, &name, msg)?;
 
         for (key, value) in body.extra {
@@ -234,7 +241,12 @@ impl Context {
     }
 
     /// Fills in `event`, `raw_msg` and `msg_extra` from the event name and `msg`.
-    fn event(&mut self, callback: &mut Callback, name: &str, msg: Option<Loose<'_>>) -> Result<(), Error> {
+    fn event(
+        &mut self,
+        callback: &mut Callback,
+        name: &str,
+        msg: Option<Loose<'_>>,
+    ) -> Result<(), Error> {
         let alarm_name = AlarmKind::documented(name);
         let known = matches!(
             name,
@@ -255,7 +267,20 @@ impl Context {
             return Ok(());
         }
 
-        let parsed = self.msg_object(callback, msg)?;
+        // The parsed msg borrows from its text, which must outlive it.
+        let text: Cow<'_, str>;
+        let parsed = match msg {
+            Some(Loose::Encoded(Encoded::Msg(object))) => Some(*object),
+            Some(Loose::Encoded(Encoded::Text(t))) => {
+                text = Cow::Owned(t);
+                self.msg_text(callback, &text)
+            }
+            Some(Loose::Str(t)) => {
+                text = t;
+                self.msg_text(callback, &text)
+            }
+            other => self.msg_object(other)?,
+        };
         let is_object = parsed.is_some();
         let mut fields = parsed.unwrap_or_else(|| WireObject::from_map(MSG_KEYS, Map::new()));
         for key in std::mem::take(&mut fields.duplicates) {
@@ -268,25 +293,27 @@ impl Context {
             "TaskStart" => Event::TaskStart {
                 task_start_time: self.integer(
                     "msg.task_start_time",
-                    fields.take("task_start_time"),
+                    fields.take(msg::TASK_START_TIME),
                     Documented::Number,
                     flag,
                 )?,
             },
             "VodSourceFileStart" => Event::VodSourceFileStart(self.file_event(&mut fields, flag)?),
-            "VodSourceFileFinish" => Event::VodSourceFileFinish(self.file_event(&mut fields, flag)?),
+            "VodSourceFileFinish" => {
+                Event::VodSourceFileFinish(self.file_event(&mut fields, flag)?)
+            }
             "TaskExit" => Event::TaskExit(TaskExit {
                 task_exit_time: self.integer(
                     "msg.task_exit_time",
-                    fields.take("task_exit_time"),
+                    fields.take(msg::TASK_EXIT_TIME),
                     Documented::Number,
                     flag,
                 )?,
-                code: self.integer("msg.code", fields.take("code"), Documented::Number, flag)?,
-                message: self.text("msg.message", fields.take("message"), flag)?,
+                code: self.integer("msg.code", fields.take(msg::CODE), Documented::Number, flag)?,
+                message: self.text("msg.message", fields.take(msg::MESSAGE), flag)?,
             }),
             _ => {
-                let from_msg = self.text("msg.type", fields.take("type"), false)?;
+                let from_msg = self.text("msg.type", fields.take(msg::TYPE), false)?;
                 let alarm = match alarm_name {
                     Some(kind) => {
                         self.deviate("callback_event", DeviationKind::AlarmAsEvent);
@@ -327,13 +354,23 @@ impl Context {
     }
 
     fn file_event(&mut self, fields: &mut WireObject<'_>, flag: bool) -> Result<FileEvent, Error> {
-        let url = self.text("msg.url", fields.take("url"), flag)?;
+        let url = self.text("msg.url", fields.take(msg::URL), flag)?;
         let index = self
-            .integer("msg.index", fields.take("index"), Documented::Number, flag)?
+            .integer(
+                "msg.index",
+                fields.take(msg::INDEX),
+                Documented::Number,
+                flag,
+            )?
             .map(|n| in_range::<u32>("msg.index", n, "a playlist index from 0"))
             .transpose()?;
         let duration = self
-            .integer("msg.duration", fields.take("duration"), Documented::Number, flag)?
+            .integer(
+                "msg.duration",
+                fields.take(msg::DURATION),
+                Documented::Number,
+                flag,
+            )?
             .map(|n| in_range::<u64>("msg.duration", n, "a duration of 0 seconds or more"))
             .transpose()?;
         Ok(FileEvent {
@@ -343,13 +380,37 @@ impl Context {
         })
     }
 
-    /// Reads `msg` as an object of the documented keys. `None` when it is
-    /// absent, null, empty or not an object; the text is then kept in `raw_msg`.
-    fn msg_object<'m>(
-        &mut self,
-        callback: &mut Callback,
-        msg: Option<Loose<'m>>,
-    ) -> Result<Option<WireObject<'static>>, Error> {
+    /// Reads a `msg` string as an object of the documented keys. `None` when
+    /// it is empty or not a JSON object; the text is then kept in `raw_msg`.
+    fn msg_text<'m>(&mut self, callback: &mut Callback, text: &'m str) -> Option<WireObject<'m>> {
+        if text.trim().is_empty() {
+            self.deviate("msg", DeviationKind::Empty);
+            callback.raw_msg = Some(text.to_owned());
+            return None;
+        }
+        let mut json = serde_json::Deserializer::from_str(text);
+        let parsed = DocumentSeed(MSG_KEYS)
+            .deserialize(&mut json)
+            .and_then(|doc| json.end().map(|()| doc));
+        match parsed {
+            Ok(Document::Object(object)) => Some(object),
+            Ok(Document::Other(found)) => {
+                self.msg_not_json(
+                    callback,
+                    text,
+                    format!("expected a JSON object, found {found}"),
+                );
+                None
+            }
+            Err(e) => {
+                self.msg_not_json(callback, text, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Reads a `msg` that is not a string: only a plain object is usable.
+    fn msg_object<'m>(&mut self, msg: Option<Loose<'m>>) -> Result<Option<WireObject<'m>>, Error> {
         match msg {
             None => {
                 self.deviate("msg", DeviationKind::Missing);
@@ -363,28 +424,6 @@ impl Context {
                 self.deviate("msg", DeviationKind::NotEncoded);
                 Ok(Some(WireObject::from_map(MSG_KEYS, map)))
             }
-            Some(Loose::Str(text)) => {
-                if text.trim().is_empty() {
-                    self.deviate("msg", DeviationKind::Empty);
-                    callback.raw_msg = Some(text.into_owned());
-                    return Ok(None);
-                }
-                let mut json = serde_json::Deserializer::from_str(&text);
-                let parsed = DocumentSeed(MSG_KEYS)
-                    .deserialize(&mut json)
-                    .and_then(|doc| json.end().map(|()| doc));
-                match parsed {
-                    Ok(Document::Object(object)) => Ok(Some(object.into_owned())),
-                    Ok(Document::Other(found)) => {
-                        self.msg_not_json(callback, &text, format!("expected a JSON object, found {found}"));
-                        Ok(None)
-                    }
-                    Err(e) => {
-                        self.msg_not_json(callback, &text, e.to_string());
-                        Ok(None)
-                    }
-                }
-            }
             Some(other) => Err(wrong_type(
                 "msg",
                 "a JSON object encoded in a string",
@@ -394,7 +433,18 @@ impl Context {
     }
 
     /// Reads `msg` whole, for events whose `msg` is not documented.
-    fn msg_value(&mut self, callback: &mut Callback, msg: Option<Loose<'_>>) -> Result<Value, Error> {
+    fn msg_value(
+        &mut self,
+        callback: &mut Callback,
+        msg: Option<Loose<'_>>,
+    ) -> Result<Value, Error> {
+        let msg = match msg {
+            Some(Loose::Encoded(Encoded::Msg(object))) => {
+                return Ok(Value::Object(object.into_map()));
+            }
+            Some(Loose::Encoded(Encoded::Text(text))) => Some(Loose::Str(Cow::Owned(text))),
+            other => other,
+        };
         match msg {
             None | Some(Loose::Null) => Ok(Value::Null),
             Some(Loose::Str(text)) => {
@@ -426,6 +476,11 @@ impl Context {
 
     fn source_urls(&mut self, value: Option<Loose<'_>>) -> Result<Vec<String>, Error> {
         const PATH: &str = "source_urls";
+        let value = match value {
+            Some(Loose::Encoded(Encoded::Urls(urls))) => return Ok(urls),
+            Some(Loose::Encoded(Encoded::Text(text))) => Some(Loose::Str(Cow::Owned(text))),
+            other => other,
+        };
         let items = match value {
             None => {
                 self.deviate(PATH, DeviationKind::Missing);
@@ -448,6 +503,9 @@ impl Context {
                 if !trimmed.starts_with('[') {
                     self.deviate(PATH, DeviationKind::SingleValue);
                     return Ok(vec![trimmed.to_owned()]);
+                }
+                if let Ok(urls) = serde_json::from_str::<Vec<String>>(trimmed) {
+                    return Ok(urls);
                 }
                 serde_json::from_str::<Vec<Value>>(trimmed).map_err(|e| {
                     Error::new(
@@ -477,7 +535,12 @@ impl Context {
     }
 
     /// Reads a string field; numbers are accepted as their decimal text.
-    fn text(&mut self, path: &str, value: Option<Loose<'_>>, documented: bool) -> Result<Option<String>, Error> {
+    fn text(
+        &mut self,
+        path: &str,
+        value: Option<Loose<'_>>,
+        documented: bool,
+    ) -> Result<Option<String>, Error> {
         match value {
             None => {
                 if documented {
@@ -556,23 +619,6 @@ impl Context {
             }
             Some(other) => Err(wrong_type(path, "an integer", &other)),
         }
-    }
-}
-
-impl WireObject<'_> {
-    /// Copies every borrowed string, so the object can outlive its input.
-    pub(crate) fn into_owned(self) -> WireObject<'static> {
-        self.map_values(|v| match v {
-            Loose::Str(Cow::Borrowed(s)) => Loose::Str(Cow::Owned(s.to_owned())),
-            Loose::Str(Cow::Owned(s)) => Loose::Str(Cow::Owned(s)),
-            Loose::Null => Loose::Null,
-            Loose::Bool(b) => Loose::Bool(b),
-            Loose::Int(n) => Loose::Int(n),
-            Loose::UInt(n) => Loose::UInt(n),
-            Loose::Float(n) => Loose::Float(n),
-            Loose::Array(a) => Loose::Array(a),
-            Loose::Object(o) => Loose::Object(o),
-        })
     }
 }
 

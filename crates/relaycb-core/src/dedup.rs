@@ -85,7 +85,10 @@ impl std::str::FromStr for DedupKey {
             Error::new(
                 Category::WrongType,
                 None,
-                format!("expected a dedup key of 64 hex digits, found {}", crate::error::quote(s)),
+                format!(
+                    "expected a dedup key of 64 hex digits, found {}",
+                    crate::error::quote(s)
+                ),
             )
         })?;
         Ok(DedupKey(bytes))

@@ -33,7 +33,10 @@ pub fn to_wire(callback: &Callback) -> Value {
         ("interface", text(&callback.interface)),
         ("product_name", text(&callback.product_name)),
         ("sign", text(&callback.sign)),
-        ("event_time", callback.event_time.map(|t| t.to_string().into())),
+        (
+            "event_time",
+            callback.event_time.map(|t| t.to_string().into()),
+        ),
         ("t", callback.t.map(Value::from)),
     ];
     for (key, value) in fields {
@@ -65,7 +68,9 @@ fn msg(callback: &Callback) -> Option<Value> {
         }
     };
     match &callback.event {
-        Event::TaskStart { task_start_time } => put("task_start_time", task_start_time.map(Into::into)),
+        Event::TaskStart { task_start_time } => {
+            put("task_start_time", task_start_time.map(Into::into));
+        }
         Event::VodSourceFileStart(file) | Event::VodSourceFileFinish(file) => {
             let FileEvent {
                 url,

@@ -87,7 +87,11 @@ impl KeyRing {
         S: Into<String>,
     {
         KeyRing {
-            keys: keys.into_iter().map(Into::into).filter(|k: &String| !k.is_empty()).collect(),
+            keys: keys
+                .into_iter()
+                .map(Into::into)
+                .filter(|k: &String| !k.is_empty())
+                .collect(),
             skew: Duration::from_secs(60),
         }
     }
@@ -109,9 +113,16 @@ impl KeyRing {
     /// than the skew, `t` is not further ahead than a signature's lifetime
     /// plus the skew, and `sign` equals the signature of `t` under one of the
     /// keys (compared in constant time, every key tried).
-    pub fn verify(&self, t: Option<i64>, sign: Option<&str>, now: i64) -> Result<(), SignatureError> {
+    pub fn verify(
+        &self,
+        t: Option<i64>,
+        sign: Option<&str>,
+        now: i64,
+    ) -> Result<(), SignatureError> {
         let t = t.ok_or(SignatureError::Missing("t"))?;
-        let sign = sign.filter(|s| !s.is_empty()).ok_or(SignatureError::Missing("sign"))?;
+        let sign = sign
+            .filter(|s| !s.is_empty())
+            .ok_or(SignatureError::Missing("sign"))?;
         let skew = i64::try_from(self.skew.as_secs()).unwrap_or(i64::MAX);
         let late = now.saturating_sub(t);
         if late > skew {
@@ -147,8 +158,14 @@ mod tests {
     #[test]
     fn sign_is_md5_of_key_then_decimal_t() {
         // md5("key1700000600"), computed independently with coreutils md5sum.
-        assert_eq!(sign("key", 1_700_000_600), "bae57a7a26dc8fe289f922d0ba53dde8");
-        assert_eq!(sign("abc", 1_545_030_873), "38b7762bf69ea8d3297342aa5268b96f");
+        assert_eq!(
+            sign("key", 1_700_000_600),
+            "bae57a7a26dc8fe289f922d0ba53dde8"
+        );
+        assert_eq!(
+            sign("abc", 1_545_030_873),
+            "38b7762bf69ea8d3297342aa5268b96f"
+        );
     }
 
     #[test]
@@ -157,28 +174,52 @@ mod tests {
         let t = NOW + 600;
         assert_eq!(ring.verify(Some(t), Some(&sign("old", t)), NOW), Ok(()));
         assert_eq!(ring.verify(Some(t), Some(&sign("new", t)), NOW), Ok(()));
-        assert_eq!(ring.verify(Some(t), Some(&sign("new", t).to_uppercase()), NOW), Ok(()));
+        assert_eq!(
+            ring.verify(Some(t), Some(&sign("new", t).to_uppercase()), NOW),
+            Ok(())
+        );
     }
 
     #[test]
     fn each_failed_check_is_named() {
         let ring = KeyRing::new(["key"]).with_skew(Duration::from_secs(30));
         let t = NOW + 600;
-        assert_eq!(ring.verify(None, Some("x"), NOW), Err(SignatureError::Missing("t")));
-        assert_eq!(ring.verify(Some(t), None, NOW), Err(SignatureError::Missing("sign")));
-        assert_eq!(ring.verify(Some(t), Some(""), NOW), Err(SignatureError::Missing("sign")));
+        assert_eq!(
+            ring.verify(None, Some("x"), NOW),
+            Err(SignatureError::Missing("t"))
+        );
+        assert_eq!(
+            ring.verify(Some(t), None, NOW),
+            Err(SignatureError::Missing("sign"))
+        );
+        assert_eq!(
+            ring.verify(Some(t), Some(""), NOW),
+            Err(SignatureError::Missing("sign"))
+        );
         assert_eq!(
             ring.verify(Some(NOW - 31), Some(&sign("key", NOW - 31)), NOW),
             Err(SignatureError::Expired { seconds: 31 })
         );
-        assert_eq!(ring.verify(Some(NOW - 30), Some(&sign("key", NOW - 30)), NOW), Ok(()));
+        assert_eq!(
+            ring.verify(Some(NOW - 30), Some(&sign("key", NOW - 30)), NOW),
+            Ok(())
+        );
         assert_eq!(
             ring.verify(Some(NOW + 631), Some(&sign("key", NOW + 631)), NOW),
             Err(SignatureError::FromTheFuture { seconds: 631 })
         );
-        assert_eq!(ring.verify(Some(t), Some(&sign("other", t)), NOW), Err(SignatureError::Mismatch));
-        assert_eq!(ring.verify(Some(t), Some("abc"), NOW), Err(SignatureError::Mismatch));
-        assert_eq!(ring.verify(Some(t), Some(&sign("key", t + 1)), NOW), Err(SignatureError::Mismatch));
+        assert_eq!(
+            ring.verify(Some(t), Some(&sign("other", t)), NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            ring.verify(Some(t), Some("abc"), NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            ring.verify(Some(t), Some(&sign("key", t + 1)), NOW),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]

@@ -22,6 +22,20 @@ pub(crate) enum Loose<'a> {
     Str(Cow<'a, str>),
     Array(Vec<Value>),
     Object(Map<String, Value>),
+    /// A string holding JSON (`msg`, `source_urls`), read while the parser
+    /// still had it at hand.
+    Encoded(Encoded),
+}
+
+/// What a JSON-encoded string field held.
+#[derive(Debug)]
+pub(crate) enum Encoded {
+    /// `msg` text that is a JSON object.
+    Msg(Box<WireObject<'static>>),
+    /// `source_urls` text that is a JSON array of strings.
+    Urls(Vec<String>),
+    /// Any other text, to be examined by the decoder.
+    Text(String),
 }
 
 impl Loose<'_> {
@@ -36,6 +50,7 @@ impl Loose<'_> {
             Loose::Str(s) => format!("the string {}", crate::error::quote(s)),
             Loose::Array(_) => "an array".to_owned(),
             Loose::Object(_) => "an object".to_owned(),
+            Loose::Encoded(_) => "a string".to_owned(),
         }
     }
 
@@ -68,7 +83,97 @@ impl Loose<'_> {
             Loose::Str(s) => Value::String(s.into_owned()),
             Loose::Array(a) => Value::Array(a),
             Loose::Object(o) => Value::Object(o),
+            Loose::Encoded(Encoded::Msg(o)) => {
+                Value::String(Value::Object(o.into_map()).to_string())
+            }
+            Loose::Encoded(Encoded::Urls(urls)) => {
+                Value::String(serde_json::to_string(&urls).expect("strings serialise"))
+            }
+            Loose::Encoded(Encoded::Text(text)) => Value::String(text),
         }
+    }
+
+    /// Copies every borrowed string, so the value can outlive its input.
+    fn into_owned(self) -> Loose<'static> {
+        match self {
+            Loose::Str(s) => Loose::Str(Cow::Owned(s.into_owned())),
+            Loose::Null => Loose::Null,
+            Loose::Bool(b) => Loose::Bool(b),
+            Loose::Int(n) => Loose::Int(n),
+            Loose::UInt(n) => Loose::UInt(n),
+            Loose::Float(n) => Loose::Float(n),
+            Loose::Array(a) => Loose::Array(a),
+            Loose::Object(o) => Loose::Object(o),
+            Loose::Encoded(e) => Loose::Encoded(e),
+        }
+    }
+}
+
+/// Reads a string field that holds JSON, parsing it in place: the parser
+/// hands over the unescaped text only for the duration of the call, so
+/// parsing there saves copying it.
+struct EncodedSeed {
+    msg: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for EncodedSeed {
+    type Value = Loose<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EncodedSeed {
+    type Value = Loose<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        let trimmed = v.trim_start();
+        let encoded = if self.msg && trimmed.starts_with('{') {
+            let mut json = serde_json::Deserializer::from_str(v);
+            match DocumentSeed(MSG_KEYS)
+                .deserialize(&mut json)
+                .and_then(|doc| json.end().map(|()| doc))
+            {
+                Ok(Document::Object(object)) => Encoded::Msg(Box::new(object.into_owned())),
+                _ => Encoded::Text(v.to_owned()),
+            }
+        } else if !self.msg && trimmed.starts_with('[') {
+            match serde_json::from_str::<Vec<String>>(v) {
+                Ok(urls) => Encoded::Urls(urls),
+                Err(_) => Encoded::Text(v.to_owned()),
+            }
+        } else {
+            Encoded::Text(v.to_owned())
+        };
+        Ok(Loose::Encoded(encoded))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        LooseVisitor.visit_bool(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        LooseVisitor.visit_i64(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        LooseVisitor.visit_u64(v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        LooseVisitor.visit_f64(v)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        LooseVisitor.visit_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        LooseVisitor.visit_map(map)
     }
 }
 
@@ -129,42 +234,80 @@ impl<'de> Visitor<'de> for LooseVisitor {
     }
 }
 
-/// The top-level keys of a relay callback, in slot order.
-pub(crate) const BODY_KEYS: &[&str] = &[
-    "appid",
-    "appId",
-    "event_type",
-    "callback_event",
-    "task_id",
-    "stream_id",
-    "to_url",
-    "source_urls",
-    "msg",
-    "event_time",
-    "callback_url",
-    "interface",
-    "product_name",
-    "t",
-    "sign",
-];
+/// A fixed list of known keys: their names in slot order, and a lookup from
+/// name to slot that compiles to a `match` rather than a scan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeySet {
+    names: &'static [&'static str],
+    lookup: fn(&str) -> Option<usize>,
+    /// The slot whose string value is a JSON-encoded `msg` object.
+    nested: Option<usize>,
+    /// The slot whose string value is a JSON-encoded list of URLs.
+    listed: Option<usize>,
+}
 
-/// The documented keys of `msg`, in slot order.
-pub(crate) const MSG_KEYS: &[&str] = &[
-    "task_start_time",
-    "url",
-    "index",
-    "duration",
-    "task_exit_time",
-    "code",
-    "message",
-    "type",
-];
+macro_rules! key_set {
+    ($set:ident, $module:ident, $nested:expr, $listed:expr, { $($slot:ident = $name:literal),* $(,)? }) => {
+        /// Slot numbers of the known keys.
+        #[allow(dead_code)]
+        pub(crate) mod $module {
+            key_set!(@consts 0usize; $($slot)*);
+        }
+        pub(crate) const $set: KeySet = KeySet {
+            names: &[$($name),*],
+            lookup: |name| match name {
+                $($name => Some($module::$slot),)*
+                _ => None,
+            },
+            nested: $nested,
+            listed: $listed,
+        };
+    };
+    (@consts $n:expr; $head:ident $($rest:ident)*) => {
+        pub(crate) const $head: usize = $n;
+        key_set!(@consts $n + 1usize; $($rest)*);
+    };
+    (@consts $n:expr;) => {};
+}
+
+key_set!(BODY_KEYS, body, Some(body::MSG), Some(body::SOURCE_URLS), {
+    APPID = "appid",
+    APP_ID_ALIAS = "appId",
+    EVENT_TYPE = "event_type",
+    CALLBACK_EVENT = "callback_event",
+    TASK_ID = "task_id",
+    STREAM_ID = "stream_id",
+    TO_URL = "to_url",
+    SOURCE_URLS = "source_urls",
+    MSG = "msg",
+    EVENT_TIME = "event_time",
+    CALLBACK_URL = "callback_url",
+    INTERFACE = "interface",
+    PRODUCT_NAME = "product_name",
+    T = "t",
+    SIGN = "sign",
+});
+
+key_set!(MSG_KEYS, msg, None, None, {
+    TASK_START_TIME = "task_start_time",
+    URL = "url",
+    INDEX = "index",
+    DURATION = "duration",
+    TASK_EXIT_TIME = "task_exit_time",
+    CODE = "code",
+    MESSAGE = "message",
+    TYPE = "type",
+});
+
+/// The most known keys a [`WireObject`] holds; slots live inline, so that
+/// reading a body allocates only for the values themselves.
+const MAX_KEYS: usize = 16;
 
 /// A JSON object read against a fixed list of known keys.
 #[derive(Debug)]
 pub(crate) struct WireObject<'a> {
-    keys: &'static [&'static str],
-    slots: Vec<Option<Loose<'a>>>,
+    keys: KeySet,
+    slots: [Option<Loose<'a>>; MAX_KEYS],
     /// Keys outside the known list, in the order they came.
     pub(crate) extra: Vec<(String, Value)>,
     /// Keys that appeared more than once.
@@ -172,20 +315,21 @@ pub(crate) struct WireObject<'a> {
 }
 
 impl<'a> WireObject<'a> {
-    fn empty(keys: &'static [&'static str]) -> Self {
+    fn empty(keys: KeySet) -> Self {
+        debug_assert!(keys.names.len() <= MAX_KEYS);
         WireObject {
             keys,
-            slots: (0..keys.len()).map(|_| None).collect(),
+            slots: Default::default(),
             extra: Vec::new(),
             duplicates: Vec::new(),
         }
     }
 
     /// Builds the object from an already parsed JSON map (a plain `msg`).
-    pub(crate) fn from_map(keys: &'static [&'static str], map: Map<String, Value>) -> Self {
+    pub(crate) fn from_map(keys: KeySet, map: Map<String, Value>) -> Self {
         let mut object = WireObject::empty(keys);
         for (key, value) in map {
-            match keys.iter().position(|k| *k == key) {
+            match (keys.lookup)(&key) {
                 Some(slot) => object.slots[slot] = Some(Loose::from_value(value)),
                 None => object.extra.push((key, value)),
             }
@@ -193,32 +337,35 @@ impl<'a> WireObject<'a> {
         object
     }
 
-    /// Rebuilds the object with every known value passed through `f`.
-    pub(crate) fn map_values<'b>(self, mut f: impl FnMut(Loose<'a>) -> Loose<'b>) -> WireObject<'b> {
+    /// Copies every borrowed string, so the object can outlive its input.
+    fn into_owned(self) -> WireObject<'static> {
         WireObject {
             keys: self.keys,
-            slots: self.slots.into_iter().map(|slot| slot.map(&mut f)).collect(),
+            slots: self.slots.map(|slot| slot.map(Loose::into_owned)),
             extra: self.extra,
             duplicates: self.duplicates,
         }
     }
 
-    /// Takes the value of a known key out of its slot.
-    ///
-    /// Panics if `key` is not in the object's key list: that is a bug in the
-    /// decoder, not in the input.
-    pub(crate) fn take(&mut self, key: &str) -> Option<Loose<'a>> {
-        let slot = self
-            .keys
-            .iter()
-            .position(|k| *k == key)
-            .expect("key is in the known list");
+    /// The object as a plain JSON map (key order and repeats are lost).
+    pub(crate) fn into_map(mut self) -> Map<String, Value> {
+        let mut map: Map<String, Value> = self
+            .leftovers()
+            .map(|(key, value)| (key.to_owned(), value.into_value()))
+            .collect();
+        map.extend(self.extra);
+        map
+    }
+
+    /// Takes the value of a known key out of its slot (a constant of the
+    /// key set's module, such as `body::TASK_ID`).
+    pub(crate) fn take(&mut self, slot: usize) -> Option<Loose<'a>> {
         self.slots[slot].take()
     }
 
     /// Known keys that were not taken, with their values.
     pub(crate) fn leftovers(&mut self) -> impl Iterator<Item = (&'static str, Loose<'a>)> + '_ {
-        let keys = self.keys;
+        let keys = self.keys.names;
         self.slots
             .iter_mut()
             .enumerate()
@@ -228,6 +375,10 @@ impl<'a> WireObject<'a> {
 
 /// What a JSON document turned out to be, read as a relay object.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing would cost an allocation per body, and the value is moved only once"
+)]
 pub(crate) enum Document<'a> {
     Object(WireObject<'a>),
     /// Any other JSON value; the string names its type.
@@ -235,17 +386,20 @@ pub(crate) enum Document<'a> {
 }
 
 /// Reads a document as a [`WireObject`] with the given known keys.
-pub(crate) struct DocumentSeed(pub(crate) &'static [&'static str]);
+pub(crate) struct DocumentSeed(pub(crate) KeySet);
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed {
     type Value = Document<'de>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(DocumentVisitor(self.0))
     }
 }
 
-struct DocumentVisitor(&'static [&'static str]);
+struct DocumentVisitor(KeySet);
 
 impl<'de> Visitor<'de> for DocumentVisitor {
     type Value = Document<'de>;
@@ -280,9 +434,16 @@ impl<'de> Visitor<'de> for DocumentVisitor {
         while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
             match key {
                 Key::Known(slot) => {
-                    let value = map.next_value::<Loose<'de>>()?;
+                    let encoded = self.0.nested == Some(slot) || self.0.listed == Some(slot);
+                    let value = if encoded {
+                        map.next_value_seed(EncodedSeed {
+                            msg: self.0.nested == Some(slot),
+                        })?
+                    } else {
+                        map.next_value::<Loose<'de>>()?
+                    };
                     if object.slots[slot].replace(value).is_some() {
-                        object.duplicates.push(self.0[slot].to_owned());
+                        object.duplicates.push(self.0.names[slot].to_owned());
                     }
                 }
                 Key::Other(name) => {
@@ -305,7 +466,7 @@ enum Key {
     Other(String),
 }
 
-struct KeySeed(&'static [&'static str]);
+struct KeySeed(KeySet);
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = Key;
@@ -322,7 +483,7 @@ impl Visitor<'_> for KeySeed {
         f.write_str("a key")
     }
     fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-        Ok(match self.0.iter().position(|k| *k == v) {
+        Ok(match (self.0.lookup)(v) {
             Some(slot) => Key::Known(slot),
             None => Key::Other(v.to_owned()),
         })

@@ -101,5 +101,4 @@ impl Anomalies {
         }
         all.into_values().collect()
     }
-
 }

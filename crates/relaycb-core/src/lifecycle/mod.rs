@@ -219,7 +219,12 @@ impl Tracker {
             .or_else(|| history.window.back().map(Entry::at_ms))
             .unwrap_or(0);
         self.latest_ms = Some(self.latest_ms.map_or(at_ms, |t| t.max(at_ms)));
-        history.insert(Entry::new(observation.id, at_ms, observation.key.short(), callback));
+        history.insert(Entry::new(
+            observation.id,
+            at_ms,
+            observation.key.short(),
+            callback,
+        ));
         Outcome::Applied {
             task_id,
             attributed_by_sources: by_sources,
@@ -228,7 +233,9 @@ impl Tracker {
 
     fn attribute(&self, callback: &Callback) -> Result<String, String> {
         if !matches!(callback.event, Event::TaskExit(_)) {
-            return Err("no task_id, and only a TaskExit may be attributed by its sources".to_owned());
+            return Err(
+                "no task_id, and only a TaskExit may be attributed by its sources".to_owned(),
+            );
         }
         if callback.source_urls.is_empty() {
             return Err("no task_id and no source_urls".to_owned());

@@ -299,10 +299,10 @@ impl Fold {
                         );
                     }
                 }
-                if let (Some(prev), Some(index)) = (self.last_index, file.index) {
-                    if index <= prev {
-                        s.loops += 1;
-                    }
+                if let (Some(prev), Some(index)) = (self.last_index, file.index)
+                    && index <= prev
+                {
+                    s.loops += 1;
                 }
                 if file.index.is_some() {
                     self.last_index = file.index;
@@ -363,15 +363,18 @@ impl Fold {
                 let code_key = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
                 *s.exits.entry(code_key).or_default() += 1;
                 let explanation = code.map(explain);
-                if let (Some(code), Some(explanation)) = (code, &explanation) {
-                    if *code != 0 {
-                        self.anomalies.record(
-                            AnomalyKind::ErrorExit,
-                            at,
-                            &[entry.id],
-                            format!("exited with {code} ({}): {}", explanation.name, explanation.summary),
-                        );
-                    }
+                if let (Some(code), Some(explanation)) = (code, &explanation)
+                    && *code != 0
+                {
+                    self.anomalies.record(
+                        AnomalyKind::ErrorExit,
+                        at,
+                        &[entry.id],
+                        format!(
+                            "exited with {code} ({}): {}",
+                            explanation.name, explanation.summary
+                        ),
+                    );
                 }
                 s.last_exit = Some(LastExit {
                     code: *code,

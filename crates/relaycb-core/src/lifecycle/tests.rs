@@ -98,7 +98,10 @@ fn an_exit_then_a_start_is_a_restart() {
     let st = s.state("7");
     assert_eq!(st.phase, Phase::Exited);
     let last = st.last_exit.as_ref().unwrap();
-    assert_eq!(last.explanation.as_ref().unwrap().name, "AVERROR_HTTP_NOT_FOUND");
+    assert_eq!(
+        last.explanation.as_ref().unwrap().name,
+        "AVERROR_HTTP_NOT_FOUND"
+    );
     assert_eq!(kinds(&st), [AnomalyKind::ErrorExit]);
     s.feed(&callback(t, 300, start()));
     let st = s.state("7");
@@ -121,7 +124,12 @@ fn retries_are_counted_once() {
     s.feed(&c);
     c.t = Some(999);
     c.sign = Some("abc".to_owned());
-    assert_eq!(s.feed(&c), Outcome::Duplicate { task_id: "1".to_owned() });
+    assert_eq!(
+        s.feed(&c),
+        Outcome::Duplicate {
+            task_id: "1".to_owned()
+        }
+    );
     let st = s.state("1");
     assert_eq!((st.starts, st.events, st.duplicates), (1, 1, 1));
 }
@@ -130,14 +138,22 @@ fn retries_are_counted_once() {
 fn a_late_first_file_is_flagged() {
     let mut s = Script::new();
     s.feed(&callback(Some("1"), 100, start()));
-    s.feed(&callback(Some("1"), 105, Event::VodSourceFileStart(file(0, 60))));
+    s.feed(&callback(
+        Some("1"),
+        105,
+        Event::VodSourceFileStart(file(0, 60)),
+    ));
     assert_eq!(kinds(&s.state("1")), [AnomalyKind::LateFileStart]);
 }
 
 #[test]
 fn a_file_event_without_task_start_is_flagged() {
     let mut s = Script::new();
-    s.feed(&callback(Some("1"), 100, Event::VodSourceFileStart(file(0, 60))));
+    s.feed(&callback(
+        Some("1"),
+        100,
+        Event::VodSourceFileStart(file(0, 60)),
+    ));
     let st = s.state("1");
     assert_eq!(st.phase, Phase::Running);
     assert_eq!(kinds(&st), [AnomalyKind::FileWithoutTaskStart]);
@@ -147,8 +163,16 @@ fn a_file_event_without_task_start_is_flagged() {
 fn a_file_ending_well_before_its_duration_is_flagged() {
     let mut s = Script::new();
     s.feed(&callback(Some("1"), 100, start()));
-    s.feed(&callback(Some("1"), 101, Event::VodSourceFileStart(file(0, 600))));
-    s.feed(&callback(Some("1"), 161, Event::VodSourceFileFinish(file(0, 600))));
+    s.feed(&callback(
+        Some("1"),
+        101,
+        Event::VodSourceFileStart(file(0, 600)),
+    ));
+    s.feed(&callback(
+        Some("1"),
+        161,
+        Event::VodSourceFileFinish(file(0, 600)),
+    ));
     assert_eq!(kinds(&s.state("1")), [AnomalyKind::FileEndedEarly]);
 }
 
@@ -156,7 +180,11 @@ fn a_file_ending_well_before_its_duration_is_flagged() {
 fn an_overdue_file_is_flagged_as_of_now() {
     let mut s = Script::new();
     s.feed(&callback(Some("1"), 100, start()));
-    s.feed(&callback(Some("1"), 101, Event::VodSourceFileStart(file(0, 60))));
+    s.feed(&callback(
+        Some("1"),
+        101,
+        Event::VodSourceFileStart(file(0, 60)),
+    ));
     let early = s.tracker.task("1", Some(150_000)).unwrap();
     assert!(early.anomalies.is_empty());
     let late = s.tracker.task("1", Some(1_000_000)).unwrap();
@@ -171,7 +199,10 @@ fn three_exits_in_ten_minutes_are_a_restart_loop() {
         s.feed(&callback(Some("1"), 130 + i * 60, exit(-111)));
     }
     let st = s.state("1");
-    assert_eq!(kinds(&st), [AnomalyKind::ErrorExit, AnomalyKind::RestartLoop]);
+    assert_eq!(
+        kinds(&st),
+        [AnomalyKind::ErrorExit, AnomalyKind::RestartLoop]
+    );
     let error = &st.anomalies[0];
     assert_eq!(error.count, 3);
 }
@@ -196,9 +227,19 @@ fn an_ambiguous_exit_is_kept_unattributed() {
     let mut s = Script::new();
     s.feed(&callback(Some("1"), 100, start()));
     s.feed(&callback(Some("2"), 100, start()));
-    assert_eq!(s.feed(&callback(None, 200, exit(-22))), Outcome::Unattributed);
+    assert_eq!(
+        s.feed(&callback(None, 200, exit(-22))),
+        Outcome::Unattributed
+    );
     assert_eq!(s.tracker.unattributed_total(), 1);
-    assert!(s.tracker.unattributed().next().unwrap().reason.contains("several"));
+    assert!(
+        s.tracker
+            .unattributed()
+            .next()
+            .unwrap()
+            .reason
+            .contains("several")
+    );
 }
 
 #[test]
