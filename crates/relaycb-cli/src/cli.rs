@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, decode, sign, verify};
+use crate::commands::{analyze, check, decode, sign, verify};
 
 /// Decode, check, sign, analyse, export, replay and simulate the callbacks
 /// that Tencent Cloud CSS sends about relay (pull-and-push) tasks.
@@ -31,4 +31,6 @@ pub enum Command {
     Sign(sign::Args),
     /// Check the `t` and `sign` of a signed body.
     Verify(verify::Args),
+    /// Report what every task of a log did, one task's timeline, or a picture.
+    Analyze(analyze::Args),
 }

@@ -117,10 +117,11 @@ pub(crate) fn normalised(
     if let Some(key) = key {
         value["dedup_key"] = key.to_string().into();
     }
-    if let Event::TaskExit(exit) = &decoded.callback.event {
-        if let Some(code) = exit.code {
-            value["exit"] = json!(explain(code));
-        }
+    if let Event::TaskExit(relaycb_core::TaskExit {
+        code: Some(code), ..
+    }) = &decoded.callback.event
+    {
+        value["exit"] = json!(explain(*code));
     }
     value
 }

@@ -1,6 +1,7 @@
 //! The commands, one module each, and the dispatch from the parsed command
 //! line to them.
 
+pub(crate) mod analyze;
 pub(crate) mod check;
 pub(crate) mod decode;
 pub(crate) mod sign;
@@ -16,5 +17,6 @@ pub(crate) fn dispatch(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<St
         Command::Check(args) => check::run(&args, console),
         Command::Sign(args) => sign::run(&args, console),
         Command::Verify(args) => verify::run(&args, console),
+        Command::Analyze(args) => analyze::run(&args, console),
     }
 }

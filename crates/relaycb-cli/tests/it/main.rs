@@ -2,6 +2,7 @@
 //! command through [`relaycb_cli::run`], as the binary would, and
 //! `end_to_end` runs the built binary itself.
 
+mod analyze;
 mod decode;
 mod end_to_end;
 mod sign;

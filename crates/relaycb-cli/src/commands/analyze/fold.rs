@@ -1,0 +1,214 @@
+//! The streaming part of `relaycb analyze`: decode each chunk of a log on
+//! every core, then fold the results into relaycb-core's [`Tracker`] in log
+//! order, counting what the tracker does not (events by name, duplicates,
+//! deviations, bodies that did not decode).
+//!
+//! Memory grows with the number of tasks (the tracker's state and the
+//! per-task marks of a plot), never with the number of events: counts are
+//! kept by name, and only the first few errors are kept whole.
+
+use std::collections::BTreeMap;
+
+use relaycb_core::{Decoded, DedupKey, Observation, Outcome, Tracker, decode};
+
+use super::plot::PlotData;
+use super::timeline::Timeline;
+use crate::input::log::Record;
+
+/// How many undecodable bodies are kept for the report (all are counted).
+pub(crate) const ERRORS_KEPT: usize = 20;
+
+/// Everything `analyze` learns from a log.
+pub(crate) struct Analysis {
+    /// The state of every task.
+    pub(crate) tracker: Tracker,
+    /// Records read (lines or rows).
+    pub(crate) records: u64,
+    /// Deliveries they stand for (a stored row may stand for several).
+    pub(crate) deliveries: u64,
+    /// Deliveries recognised as repeats of an event already seen.
+    pub(crate) duplicates: u64,
+    /// Repeats the server had already folded into one row (`deliveries - 1`).
+    pub(crate) stored_repeats: u64,
+    /// Distinct events by name.
+    pub(crate) events: BTreeMap<String, u64>,
+    /// Deliveries by event name.
+    pub(crate) deliveries_by_event: BTreeMap<String, u64>,
+    /// Deviations of distinct events, by `path: what`.
+    pub(crate) deviations: BTreeMap<String, u64>,
+    /// Distinct events that deviated at all.
+    pub(crate) deviating_events: u64,
+    /// Bodies that could not be decoded.
+    pub(crate) undecodable: u64,
+    /// The first [`ERRORS_KEPT`] of them: id and reason.
+    pub(crate) errors: Vec<(u64, String)>,
+    /// One task's events, when `--task` asked for them.
+    pub(crate) timeline: Option<Timeline>,
+    /// Marks for a picture, when `--plot` asked for one.
+    pub(crate) plot: Option<PlotData>,
+}
+
+/// One record after decoding.
+struct Decodes {
+    id: u64,
+    received_at_ms: Option<i64>,
+    deliveries: u64,
+    result: Result<(Decoded, DedupKey), String>,
+}
+
+impl Analysis {
+    /// An empty analysis; `task` asks for that task's timeline, `plot` for
+    /// the marks of a picture.
+    pub(crate) fn new(task: Option<String>, plot: bool) -> Analysis {
+        Analysis {
+            tracker: Tracker::new(),
+            records: 0,
+            deliveries: 0,
+            duplicates: 0,
+            stored_repeats: 0,
+            events: BTreeMap::new(),
+            deliveries_by_event: BTreeMap::new(),
+            deviations: BTreeMap::new(),
+            deviating_events: 0,
+            undecodable: 0,
+            errors: Vec::new(),
+            timeline: task.map(Timeline::new),
+            plot: plot.then(PlotData::default),
+        }
+    }
+
+    /// Decodes a chunk of records on `threads` threads and folds them in
+    /// order. `line_offset` is added to line numbers, so that ids stay
+    /// distinct across several logs.
+    pub(crate) fn add_chunk(&mut self, records: Vec<Record>, threads: usize, line_offset: u64) {
+        for item in decode_parallel(records, threads, line_offset) {
+            self.fold(item);
+        }
+    }
+
+    fn fold(&mut self, item: Decodes) {
+        self.records += 1;
+        self.deliveries += item.deliveries;
+        self.stored_repeats += item.deliveries - 1;
+        let (decoded, key) = match item.result {
+            Ok(ok) => ok,
+            Err(reason) => {
+                self.undecodable += 1;
+                if self.errors.len() < ERRORS_KEPT {
+                    self.errors.push((item.id, reason));
+                }
+                return;
+            }
+        };
+        let callback = &decoded.callback;
+        let name = callback.event.name();
+        *self.deliveries_by_event.entry(name.to_owned()).or_default() += item.deliveries;
+        let outcome = self.tracker.observe(Observation {
+            id: item.id,
+            key,
+            received_at_ms: item.received_at_ms,
+            callback,
+        });
+        let task_id = match &outcome {
+            Outcome::Duplicate { task_id } => {
+                self.duplicates += 1;
+                if let Some(timeline) = &mut self.timeline {
+                    timeline.add(task_id, item.id, item.received_at_ms, callback, true);
+                }
+                return;
+            }
+            Outcome::Applied { task_id, .. } => Some(task_id.as_str()),
+            Outcome::Unattributed => None,
+        };
+        *self.events.entry(name.to_owned()).or_default() += 1;
+        if !decoded.deviations.is_empty() {
+            self.deviating_events += 1;
+        }
+        for deviation in &decoded.deviations {
+            *self.deviations.entry(deviation.to_string()).or_default() += 1;
+        }
+        if let Some(task_id) = task_id {
+            if let Some(timeline) = &mut self.timeline {
+                timeline.add(task_id, item.id, item.received_at_ms, callback, false);
+            }
+            if let Some(plot) = &mut self.plot {
+                plot.add(task_id, item.received_at_ms, callback);
+            }
+        }
+    }
+}
+
+/// Decodes records in order, splitting them between threads.
+fn decode_parallel(records: Vec<Record>, threads: usize, line_offset: u64) -> Vec<Decodes> {
+    let threads = threads.clamp(1, records.len().max(1));
+    if threads == 1 {
+        return records
+            .into_iter()
+            .map(|r| decode_one(r, line_offset))
+            .collect();
+    }
+    let per_thread = records.len().div_ceil(threads);
+    let mut parts: Vec<Vec<Record>> = Vec::with_capacity(threads);
+    let mut records = records.into_iter();
+    for _ in 0..threads {
+        parts.push(records.by_ref().take(per_thread).collect());
+    }
+    let mut parts = parts.into_iter();
+    let own = parts.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = parts
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(|r| decode_one(r, line_offset))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<Decodes> = own
+            .into_iter()
+            .map(|r| decode_one(r, line_offset))
+            .collect();
+        for helper in helpers {
+            all.extend(helper.join().expect("a decoding thread never panics"));
+        }
+        all
+    })
+}
+
+fn decode_one(record: Record, line_offset: u64) -> Decodes {
+    let is_line = !matches!(record.payload, crate::input::log::Payload::Row(_));
+    let line = record.line + line_offset;
+    let delivery = match record.into_delivery() {
+        Ok(delivery) => delivery,
+        Err(reason) => {
+            return Decodes {
+                id: line,
+                received_at_ms: None,
+                deliveries: 1,
+                result: Err(reason),
+            };
+        }
+    };
+    // Bare bodies are known by their line; stored rows by their row id.
+    let id = if is_line && delivery.received_at_ms.is_none() {
+        line
+    } else {
+        delivery.id
+    };
+    // FIXME: the body is parsed twice, once by decode and once for the
+    // dedup key; relaycb-core could return the key from decode.
+    let result = decode(&delivery.body)
+        .map_err(|e| e.to_string())
+        .and_then(|decoded| {
+            DedupKey::of_body(&delivery.body)
+                .map(|key| (decoded, key))
+                .map_err(|e| e.to_string())
+        });
+    Decodes {
+        id,
+        received_at_ms: delivery.received_at_ms,
+        deliveries: delivery.deliveries,
+        result,
+    }
+}

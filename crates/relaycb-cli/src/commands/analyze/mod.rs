@@ -1,0 +1,213 @@
+//! `relaycb analyze`: a log of callbacks (JSON Lines of bodies, JSON Lines
+//! from `relaycb export`, or the server's SQLite file) turned into a report
+//! of what every task did, one task's timeline, or a picture.
+//!
+//! The log is streamed: a reader thread reads chunks, each chunk is decoded
+//! on every core, and the results are folded in log order into
+//! relaycb-core's tracker, which recognises retries itself.
+
+mod fold;
+mod plot;
+mod render;
+mod report;
+mod timeline;
+
+use std::sync::mpsc;
+
+use anyhow::Context;
+use relaycb_core::explain;
+use serde_json::json;
+
+use crate::Status;
+use crate::console::Console;
+use crate::input::log::{self, Progress, Record};
+use fold::Analysis;
+use render::Markup;
+use report::{ExitGroup, Report, TaskReport};
+
+/// Records decoded together; big enough to share between threads cheaply,
+/// small enough to keep memory flat.
+const CHUNK: usize = 4096;
+/// Inputs smaller than this get no progress line.
+const PROGRESS_FROM_BYTES: u64 = 32 << 20;
+
+/// Arguments of `relaycb analyze`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The logs: JSON Lines of bodies, JSON Lines from `relaycb export`, or
+    /// the server's SQLite file; `-` for standard input. Several logs are
+    /// read as one, in the order given.
+    #[arg(required = true)]
+    pub logs: Vec<String>,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Print one task's timeline and state instead of the whole report.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Also draw a timeline picture, one row per task, to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<String>,
+    /// Threads that decode (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Report formats of `relaycb analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON document.
+    Json,
+    /// Markdown, for an issue or a wiki.
+    Markdown,
+}
+
+/// Reads every log, then prints the report (or the timeline) and draws
+/// the picture.
+pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    let mut analysis = Analysis::new(args.task.clone(), args.plot.is_some());
+    let mut stored = false;
+    let mut offset = 0u64;
+    for path in &args.logs {
+        let mut last_line = 0u64;
+        let show_progress = console.progress;
+        read_in_background(path, |records, progress| {
+            last_line = records.last().map_or(last_line, |r| r.line);
+            stored |= records
+                .iter()
+                .any(|r| !matches!(r.payload, log::Payload::Body(_)));
+            analysis.add_chunk(records, threads, offset);
+            if show_progress {
+                draw_progress(console, path, progress);
+            }
+        })?;
+        if show_progress {
+            let _ = write!(console.err, "\r\x1b[K");
+        }
+        // Bare bodies are known by line number; several logs count on.
+        offset += last_line;
+    }
+    let ids = if stored { "id" } else { "line" };
+    if let Some(path) = &args.plot {
+        let plot = analysis.plot.as_mut().expect("asked for a plot");
+        std::fs::write(path, plot.svg()).with_context(|| format!("cannot write {path}"))?;
+        writeln!(
+            console.err,
+            "wrote a timeline of {} task(s) to {path}",
+            analysis.tracker.len()
+        )?;
+    }
+    match args.task.clone() {
+        Some(task_id) => print_task(&mut analysis, &task_id, args.format, ids, console)?,
+        None => {
+            let report = Report::new(&analysis);
+            match args.format {
+                Format::Json => {
+                    writeln!(console.out, "{}", serde_json::to_string_pretty(&report)?)?
+                }
+                Format::Table => write!(
+                    console.out,
+                    "{}",
+                    render::render(&report, Markup::Text, ids, console)
+                )?,
+                Format::Markdown => {
+                    write!(
+                        console.out,
+                        "{}",
+                        render::render(&report, Markup::Markdown, ids, console)
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(Status::Success)
+}
+
+/// Reads a log on a thread of its own, handing each chunk to `each` on
+/// this one, so that reading overlaps decoding.
+fn read_in_background(
+    path: &str,
+    mut each: impl FnMut(Vec<Record>, Progress),
+) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::sync_channel::<(Vec<Record>, Progress)>(2);
+        let reader = scope.spawn(move || {
+            log::read(path, CHUNK, |records, progress| {
+                // A closed channel means the consumer stopped: stop reading.
+                sender
+                    .send((records, progress))
+                    .map_err(|_| anyhow::anyhow!("analysis stopped"))
+            })
+        });
+        for (records, progress) in receiver {
+            each(records, progress);
+        }
+        reader.join().expect("the reader thread never panics")
+    })
+}
+
+fn draw_progress(console: &mut Console<'_>, path: &str, progress: Progress) {
+    let Some(total) = progress.total.filter(|t| *t >= PROGRESS_FROM_BYTES) else {
+        return;
+    };
+    let percent = progress.done.saturating_mul(100) / total.max(1);
+    let _ = write!(
+        console.err,
+        "\r\x1b[Kanalyze {path}: {percent}% ({} of {} MB)",
+        progress.done >> 20,
+        total >> 20
+    );
+}
+
+fn print_task(
+    analysis: &mut Analysis,
+    task_id: &str,
+    format: Format,
+    ids: &str,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let timeline = analysis.timeline.as_mut().expect("asked for a timeline");
+    timeline.sorted();
+    let state = analysis.tracker.task(task_id, analysis.tracker.latest_ms());
+    let task = state.map(|state| {
+        let exit_codes = state
+            .exits
+            .iter()
+            .map(|(code, count)| {
+                let code = code.parse::<i64>().ok();
+                ExitGroup {
+                    code,
+                    count: *count,
+                    explanation: code.map(explain),
+                }
+            })
+            .collect();
+        TaskReport { state, exit_codes }
+    });
+    if format == Format::Json {
+        let value = json!({ "timeline": timeline, "task": task });
+        writeln!(console.out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    let markup = if format == Format::Markdown {
+        Markup::Markdown
+    } else {
+        Markup::Text
+    };
+    write!(console.out, "{}", timeline.render())?;
+    match &task {
+        Some(task) => write!(
+            console.out,
+            "{}",
+            render::task_details(task, markup, ids, console)
+        )?,
+        None => writeln!(console.out, "\nno task {task_id} in the log")?,
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `analyze` over the sequence fixtures, as bare bodies, as export lines
+//! and as the server's SQLite store, and the `--task` and `--plot` outputs.
+
+use crate::{fixture, relaycb, workspace};
+
+#[test]
+fn every_sequence_is_reported_task_by_task() {
+    insta::glob!("../../../../fixtures", "sequences/*.jsonl", |path| {
+        let run = relaycb(&["analyze", &fixture(path)]);
+        assert_eq!(run.code, 0, "{}", run.err);
+        insta::assert_snapshot!(run.out);
+    });
+}
+
+#[test]
+fn every_sequence_has_a_json_report() {
+    insta::glob!("../../../../fixtures", "sequences/*.jsonl", |path| {
+        let run = relaycb(&["analyze", "--format", "json", &fixture(path)]);
+        assert_eq!(run.code, 0, "{}", run.err);
+        let value: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+        insta::assert_json_snapshot!(value);
+    });
+}
+
+#[test]
+fn markdown_report_of_all_sequences_together() {
+    let paths: Vec<String> = ["exit_and_restart", "retry_storm"]
+        .iter()
+        .map(|name| format!("../../fixtures/sequences/{name}.jsonl"))
+        .collect();
+    let run = relaycb(&["analyze", "--format", "markdown", &paths[0], &paths[1]]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    insta::assert_snapshot!(run.out);
+}
+
+#[test]
+fn task_timeline_lists_every_delivery_in_event_order() {
+    let run = relaycb(&[
+        "analyze",
+        "--task",
+        "200004",
+        "../../fixtures/sequences/out_of_order.jsonl",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    insta::assert_snapshot!(run.out);
+}
+
+/// The bodies of a sequence fixture as export lines and as rows of the
+/// server's store, each arriving when it happened (a body without a time
+/// together with the one before), so that the fold matches the bare log's.
+fn stored(name: &str) -> Vec<(u64, i64, u64, String)> {
+    let text =
+        std::fs::read_to_string(workspace().join(format!("fixtures/sequences/{name}.jsonl")))
+            .unwrap();
+    let mut arrival = 0;
+    text.lines()
+        .enumerate()
+        .map(|(i, body)| {
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            if let Some(seconds) = value["event_time"].as_str() {
+                arrival = seconds.parse::<i64>().unwrap() * 1000;
+            }
+            (i as u64 + 1, arrival, 1, body.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn export_lines_and_the_sqlite_store_give_the_same_tasks_as_bare_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = stored("exit_and_restart");
+
+    let export = dir.path().join("export.jsonl");
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(id, at, deliveries, raw)| {
+            serde_json::json!({"id": id, "received_at_ms": at, "last_received_at_ms": at, "deliveries": deliveries, "raw": raw})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&export, lines.join("\n")).unwrap();
+
+    let db_path = dir.path().join("relaycb.db");
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, dedup_key TEXT UNIQUE, task_id TEXT,
+            callback_event TEXT, event_time INTEGER, received_at_ms INTEGER,
+            last_received_at_ms INTEGER, deliveries INTEGER, raw BLOB, decoded TEXT,
+            deviations TEXT, headers TEXT, peer TEXT)",
+    )
+    .unwrap();
+    for (id, at, deliveries, raw) in &rows {
+        db.execute(
+            "INSERT INTO events (id, dedup_key, received_at_ms, last_received_at_ms, deliveries, raw)
+             VALUES (?1, ?1, ?2, ?2, ?3, ?4)",
+            rusqlite::params![*id as i64, at, *deliveries as i64, raw.as_bytes()],
+        )
+        .unwrap();
+    }
+    drop(db);
+
+    let tasks = |path: &str| {
+        let run = relaycb(&["analyze", "--format", "json", path]);
+        assert_eq!(run.code, 0, "{}", run.err);
+        let report: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+        report["tasks"].clone()
+    };
+    let bare = tasks("../../fixtures/sequences/exit_and_restart.jsonl");
+    assert_eq!(tasks(&export.to_string_lossy()), bare);
+    assert_eq!(tasks(&db_path.to_string_lossy()), bare);
+}
+
+#[test]
+fn plot_draws_one_row_per_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("plot.svg");
+    let run = relaycb(&[
+        "analyze",
+        "--plot",
+        &svg.to_string_lossy(),
+        "../../fixtures/sequences/exit_and_restart.jsonl",
+        "../../fixtures/sequences/restart_loop.jsonl",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains(">200002</text>") && svg.contains(">200005</text>"));
+    assert_eq!(svg.matches("ECONNREFUSED").count(), 4, "one mark per exit");
+}
