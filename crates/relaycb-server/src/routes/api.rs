@@ -64,7 +64,7 @@ fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
-fn store_failed(error: StoreError) -> ApiError {
+fn store_failed(error: &StoreError) -> ApiError {
     tracing::error!(%error, "store read failed");
     ApiError::internal()
 }
@@ -241,7 +241,7 @@ pub(crate) async fn tasks(
         .filter(|t| {
             params
                 .has_anomalies
-                .is_none_or(|want| want == !t.anomalies.is_empty())
+                .is_none_or(|want| want != t.anomalies.is_empty())
         })
         .map(TaskView::from)
         .collect();
@@ -262,16 +262,16 @@ pub(crate) async fn task(
         .store
         .read(move |r| r.timeline(&id))
         .await
-        .map_err(store_failed)?;
+        .map_err(|e| store_failed(&e))?;
     let mut view = serde_json::to_value(TaskView::from(task)).expect("views serialise");
-    view["events"] = Value::Array(rows.into_iter().map(event_view).collect());
+    view["events"] = Value::Array(rows.into_iter().map(|r| event_view(&r)).collect());
     Ok(Json(view))
 }
 
 // ---- events ----------------------------------------------------------------
 
-fn event_view(row: EventRow) -> Value {
-    let mut view = serde_json::to_value(&row).expect("rows serialise");
+fn event_view(row: &EventRow) -> Value {
+    let mut view = serde_json::to_value(row).expect("rows serialise");
     view["received_at"] = json!(rfc3339(row.received_at_ms));
     view["last_received_at"] = json!(rfc3339(row.last_received_at_ms));
     view["occurred_at"] = json!(row.occurred_at_ms.and_then(rfc3339));
@@ -339,11 +339,11 @@ pub(crate) async fn events(
         .store
         .read(move |r| r.events(&q))
         .await
-        .map_err(store_failed)?;
+        .map_err(|e| store_failed(&e))?;
     let next_cursor = (rows.len() == page)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
-    let events: Vec<Value> = rows.into_iter().map(event_view).collect();
+    let events: Vec<Value> = rows.into_iter().map(|r| event_view(&r)).collect();
     Ok(Json(
         json!({ "events": events, "next_cursor": next_cursor }),
     ))
@@ -360,7 +360,7 @@ async fn load_event(state: &AppState, id: &str) -> Result<EventRow, ApiError> {
         .store
         .read(move |r| r.event(id))
         .await
-        .map_err(store_failed)?
+        .map_err(|e| store_failed(&e))?
         .ok_or_else(|| ApiError::not_found(format!("no event {id}")))
 }
 
@@ -371,7 +371,7 @@ pub(crate) async fn event(
 ) -> Result<Json<Value>, ApiError> {
     let mut row = load_event(&state, &id).await?;
     let raw = row.raw.take().unwrap_or_default();
-    let mut view = event_view(row);
+    let mut view = event_view(&row);
     raw_fields(&mut view, &raw);
     Ok(Json(view))
 }
@@ -396,8 +396,8 @@ fn raw_response(raw: Vec<u8>) -> Response {
 
 // ---- rejected --------------------------------------------------------------
 
-fn rejected_view(row: RejectedRow) -> Value {
-    let mut view = serde_json::to_value(&row).expect("rows serialise");
+fn rejected_view(row: &RejectedRow) -> Value {
+    let mut view = serde_json::to_value(row).expect("rows serialise");
     view["received_at"] = json!(rfc3339(row.received_at_ms));
     view
 }
@@ -420,11 +420,11 @@ pub(crate) async fn rejected(
         .store
         .read(move |r| Ok((r.rejected(before, page)?, r.rejected_dropped()?)))
         .await
-        .map_err(store_failed)?;
+        .map_err(|e| store_failed(&e))?;
     let next_cursor = (rows.len() == page)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
-    let rejected: Vec<Value> = rows.into_iter().map(rejected_view).collect();
+    let rejected: Vec<Value> = rows.into_iter().map(|r| rejected_view(&r)).collect();
     Ok(Json(json!({
         "rejected": rejected,
         "next_cursor": next_cursor,
@@ -438,7 +438,7 @@ async fn load_rejected(state: &AppState, id: &str) -> Result<RejectedRow, ApiErr
         .store
         .read(move |r| r.rejected_one(id))
         .await
-        .map_err(store_failed)?
+        .map_err(|e| store_failed(&e))?
         .ok_or_else(|| ApiError::not_found(format!("no rejected callback {id}")))
 }
 
@@ -449,7 +449,7 @@ pub(crate) async fn rejected_one(
 ) -> Result<Json<Value>, ApiError> {
     let mut row = load_rejected(&state, &id).await?;
     let raw = row.raw.take().unwrap_or_default();
-    let mut view = rejected_view(row);
+    let mut view = rejected_view(&row);
     raw_fields(&mut view, &raw);
     Ok(Json(view))
 }

@@ -285,7 +285,7 @@ async fn refuse(
             "callback refused"
         ),
         Err(error) => {
-            tracing::error!(%error, reason = refusal.label, "refused callback could not be kept")
+            tracing::error!(%error, reason = refusal.label, "refused callback could not be kept");
         }
     }
     ApiError::new(refusal.status, refusal.message).into_response()

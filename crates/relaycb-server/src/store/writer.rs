@@ -39,6 +39,9 @@ pub(crate) struct Stored {
     pub(crate) task: Option<String>,
 }
 
+/// The writer thread; it returns how closing the store went.
+type WriterThread = JoinHandle<Result<(), StoreError>>;
+
 enum Command {
     Event(Box<NewEvent>, oneshot::Sender<Result<Stored, StoreError>>),
     Rejected(Box<NewRejected>, oneshot::Sender<Result<i64, StoreError>>),
@@ -52,7 +55,7 @@ enum Command {
 pub(crate) struct StoreHandle {
     tx: mpsc::Sender<Command>,
     reader: Arc<dyn Reader>,
-    thread: Arc<Mutex<Option<JoinHandle<Result<(), StoreError>>>>>,
+    thread: Arc<Mutex<Option<WriterThread>>>,
 }
 
 impl StoreHandle {
@@ -243,7 +246,7 @@ impl Writer {
         let mut duplicates = Vec::new();
         let mut rejected = false;
         if let Err(error) = self.backend.begin() {
-            failed.extend(batch.drain(..));
+            failed.append(batch);
             return Err(error);
         }
         let mut commands = batch.drain(..);

@@ -1,1 +1,9 @@
-//! Integration tests of relaycb-server: one binary, handlers through `oneshot` and a real server on `127.0.0.1:0`.
+//! Integration tests of relaycb-server, one binary: handlers through
+//! `oneshot` (no socket), and a real server on `127.0.0.1:0` for what
+//! crosses the network (peer address, concurrency, shutdown, restart).
+
+mod api;
+mod callback;
+mod common;
+mod fixtures;
+mod server;

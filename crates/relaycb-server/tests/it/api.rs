@@ -1,0 +1,216 @@
+//! The JSON API: filters, pagination, not-found answers and the bearer
+//! token.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::common::{Harness, fixtures, redact};
+
+async fn post_sequence(h: &Harness, name: &str) {
+    let text = std::fs::read_to_string(fixtures().join("sequences").join(name)).unwrap();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (status, answer) = h.post("/callback", line).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+}
+
+fn task_ids(tasks: &Value) -> Vec<&str> {
+    tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn tasks_filter_by_phase_and_anomalies() {
+    let h = Harness::new(&[]).await;
+    post_sequence(&h, "restart_loop.jsonl").await;
+    post_sequence(&h, "playlist_loop.jsonl").await;
+    let all = h.ok("/api/tasks").await;
+    assert_eq!(task_ids(&all), ["200001", "200005"]);
+    for t in all["tasks"].as_array().unwrap() {
+        for key in [
+            "task_id",
+            "phase",
+            "current_file",
+            "starts",
+            "restarts",
+            "files_started",
+            "files_finished",
+            "loops",
+            "alarms",
+            "last_exit",
+            "anomalies",
+            "last_event_at",
+        ] {
+            assert!(t.get(key).is_some(), "task lacks {key}: {t}");
+        }
+    }
+    let phases: Vec<(String, String)> = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["task_id"].as_str().unwrap().into(),
+                t["phase"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (id, phase) in &phases {
+        let filtered = h.ok(&format!("/api/tasks?phase={phase}")).await;
+        assert!(task_ids(&filtered).contains(&id.as_str()));
+        assert!(
+            filtered["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["phase"] == **phase)
+        );
+    }
+    let anomalous = h.ok("/api/tasks?has_anomalies=true").await;
+    assert!(
+        task_ids(&anomalous).contains(&"200005"),
+        "a restart loop is an anomaly"
+    );
+    let calm = h.ok("/api/tasks?has_anomalies=false").await;
+    assert!(
+        calm["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["anomalies"] == json!([]))
+    );
+
+    let (status, answer) = h.get("/api/tasks?phase=sleeping").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["code"], 400);
+    h.close().await;
+}
+
+#[tokio::test]
+async fn unknown_ids_answer_404_in_json() {
+    let h = Harness::new(&[]).await;
+    for uri in [
+        "/api/tasks/nope",
+        "/api/events/99",
+        "/api/rejected/99",
+        "/api/nothing",
+    ] {
+        let (status, answer) = h.get(uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer["code"], 404);
+        assert!(answer["error"].is_string());
+    }
+    let (status, answer) = h.get("/api/events/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    insta::assert_json_snapshot!(answer, @r#"
+    {
+      "code": 400,
+      "error": "expected a numeric id, found \"abc\""
+    }
+    "#);
+    h.close().await;
+}
+
+#[tokio::test]
+async fn events_are_newest_first_filtered_and_paginated() {
+    let h = Harness::new(&[]).await;
+    post_sequence(&h, "playlist_loop.jsonl").await;
+    post_sequence(&h, "restart_loop.jsonl").await;
+    let all = h.ok("/api/events?limit=1000").await;
+    let all: Vec<i64> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert!(all.windows(2).all(|w| w[0] > w[1]), "newest first: {all:?}");
+
+    let mut walked = Vec::new();
+    let mut uri = "/api/events?limit=3".to_owned();
+    loop {
+        let page = h.ok(&uri).await;
+        walked.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_i64().unwrap()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/events?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all);
+
+    let exits = h.ok("/api/events?task_id=200005&event=TaskExit").await;
+    let exits = exits["events"].as_array().unwrap();
+    assert!(!exits.is_empty());
+    assert!(
+        exits
+            .iter()
+            .all(|e| e["callback_event"] == "TaskExit" && e["task_id"] == "200005")
+    );
+
+    let future = h.ok("/api/events?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future["events"], json!([]));
+    let past = h.ok("/api/events?since=0&limit=1000").await;
+    assert_eq!(past["events"].as_array().unwrap().len(), all.len());
+
+    let (status, _) = h.get("/api/events?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = h.get("/api/events?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    h.close().await;
+}
+
+#[tokio::test]
+async fn the_api_needs_the_bearer_token_when_one_is_set() {
+    let h = Harness::new(&["--api-token", "t0ken"]).await;
+    let (status, answer) = h.get("/api/tasks").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["code"], 401);
+    let request = |token: &str| {
+        Request::get("/api/tasks")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _) = h.send(request("wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = h.send(request("t0ken")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({ "tasks": [] })
+    );
+    // Operational routes stay open; callbacks are not behind the API token.
+    assert_eq!(h.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(h.get("/readyz").await.0, StatusCode::OK);
+    h.close().await;
+}
+
+#[tokio::test]
+async fn a_task_shows_its_timeline_in_event_order() {
+    let h = Harness::new(&[]).await;
+    post_sequence(&h, "out_of_order.jsonl").await;
+    let task = h.ok("/api/tasks/200004").await;
+    let events = task["events"].as_array().unwrap();
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            e["occurred_at_ms"]
+                .as_i64()
+                .unwrap_or_else(|| e["received_at_ms"].as_i64().unwrap())
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert_eq!(task["task_id"], "200004");
+    insta::assert_json_snapshot!(redact(task["anomalies"].clone()));
+    h.close().await;
+}
