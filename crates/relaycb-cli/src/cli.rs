@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{analyze, check, decode, sign, verify};
+use crate::commands::{analyze, check, decode, export, sign, verify};
 
 /// Decode, check, sign, analyse, export, replay and simulate the callbacks
 /// that Tencent Cloud CSS sends about relay (pull-and-push) tasks.
@@ -33,4 +33,6 @@ pub enum Command {
     Verify(verify::Args),
     /// Report what every task of a log did, one task's timeline, or a picture.
     Analyze(analyze::Args),
+    /// Write the server's store as JSON Lines (raw body, arrival, deliveries).
+    Export(export::Args),
 }

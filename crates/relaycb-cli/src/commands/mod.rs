@@ -4,6 +4,7 @@
 pub(crate) mod analyze;
 pub(crate) mod check;
 pub(crate) mod decode;
+pub(crate) mod export;
 pub(crate) mod sign;
 pub(crate) mod verify;
 
@@ -18,5 +19,6 @@ pub(crate) fn dispatch(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<St
         Command::Sign(args) => sign::run(&args, console),
         Command::Verify(args) => verify::run(&args, console),
         Command::Analyze(args) => analyze::run(&args, console),
+        Command::Export(args) => export::run(&args, console),
     }
 }

@@ -48,7 +48,7 @@ fn task_timeline_lists_every_delivery_in_event_order() {
 /// The bodies of a sequence fixture as export lines and as rows of the
 /// server's store, each arriving when it happened (a body without a time
 /// together with the one before), so that the fold matches the bare log's.
-fn stored(name: &str) -> Vec<(u64, i64, u64, String)> {
+pub(crate) fn stored(name: &str) -> Vec<(u64, i64, u64, String)> {
     let text =
         std::fs::read_to_string(workspace().join(format!("fixtures/sequences/{name}.jsonl")))
             .unwrap();
@@ -81,23 +81,7 @@ fn export_lines_and_the_sqlite_store_give_the_same_tasks_as_bare_bodies() {
     std::fs::write(&export, lines.join("\n")).unwrap();
 
     let db_path = dir.path().join("relaycb.db");
-    let db = rusqlite::Connection::open(&db_path).unwrap();
-    db.execute_batch(
-        "CREATE TABLE events (id INTEGER PRIMARY KEY, dedup_key TEXT UNIQUE, task_id TEXT,
-            callback_event TEXT, event_time INTEGER, received_at_ms INTEGER,
-            last_received_at_ms INTEGER, deliveries INTEGER, raw BLOB, decoded TEXT,
-            deviations TEXT, headers TEXT, peer TEXT)",
-    )
-    .unwrap();
-    for (id, at, deliveries, raw) in &rows {
-        db.execute(
-            "INSERT INTO events (id, dedup_key, received_at_ms, last_received_at_ms, deliveries, raw)
-             VALUES (?1, ?1, ?2, ?2, ?3, ?4)",
-            rusqlite::params![*id as i64, at, *deliveries as i64, raw.as_bytes()],
-        )
-        .unwrap();
-    }
-    drop(db);
+    crate::make_store(&db_path, &rows);
 
     let tasks = |path: &str| {
         let run = relaycb(&["analyze", "--format", "json", path]);

@@ -2,9 +2,10 @@
 //! command through [`relaycb_cli::run`], as the binary would, and
 //! `end_to_end` runs the built binary itself.
 
-mod analyze;
+pub(crate) mod analyze;
 mod decode;
 mod end_to_end;
+mod export;
 mod sign;
 
 use std::path::{Path, PathBuf};
@@ -51,4 +52,29 @@ pub(crate) fn fixture(path: &Path) -> String {
         .strip_prefix(&root)
         .expect("fixtures live in the workspace");
     format!("../../{}", relative.display())
+}
+
+/// Creates a relaycb-server store at `path` holding the given rows
+/// (id, received_at_ms, deliveries, raw body), with the server's schema.
+pub(crate) fn make_store(path: &Path, rows: &[(u64, i64, u64, String)]) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, dedup_key TEXT UNIQUE, task_id TEXT,
+            callback_event TEXT, event_time INTEGER, received_at_ms INTEGER,
+            last_received_at_ms INTEGER, deliveries INTEGER, raw BLOB, decoded TEXT,
+            deviations TEXT, headers TEXT, peer TEXT)",
+    )
+    .unwrap();
+    for (id, at, deliveries, raw) in rows {
+        let task: Option<String> =
+            serde_json::from_str::<serde_json::Value>(raw).unwrap()["task_id"]
+                .as_str()
+                .map(str::to_owned);
+        db.execute(
+            "INSERT INTO events (id, dedup_key, task_id, received_at_ms, last_received_at_ms, deliveries, raw)
+             VALUES (?1, ?1, ?2, ?3, ?3, ?4, ?5)",
+            rusqlite::params![*id as i64, task, at, *deliveries as i64, raw.as_bytes()],
+        )
+        .unwrap();
+    }
 }

@@ -1,0 +1,134 @@
+//! `relaycb export`: the server's store as JSON Lines, one stored event a
+//! line with its arrival times and delivery count, in arrival order. What
+//! it writes is what `relaycb analyze` and `relaycb replay` read.
+
+use std::io::{BufWriter, Write};
+
+use anyhow::Context;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::console::Console;
+use crate::input::ExportLine;
+use crate::input::log::raw_bytes;
+use crate::{Status, UsageError, time};
+
+/// Arguments of `relaycb export`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The relaycb-server SQLite file.
+    #[arg(long, env = "RELAYCB_DB")]
+    pub db: String,
+    /// Only events first received at or after this: an RFC 3339 time
+    /// (`2025-12-03T22:00:00Z`), Unix seconds or ms, or a span before now
+    /// (`2h`, `7days`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only events first received before this (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only the events of this task.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+}
+
+/// Writes the selected events to standard output.
+pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
+    let now = time::now_ms();
+    let since = args
+        .since
+        .as_deref()
+        .map(|w| parse_when(w, now))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|w| parse_when(w, now))
+        .transpose()?;
+    let db = Connection::open_with_flags(&args.db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open the relaycb-server store {}", args.db))?;
+    let mut statement = db
+        .prepare(
+            "SELECT id, received_at_ms, last_received_at_ms, deliveries, raw FROM events
+             WHERE (?1 IS NULL OR received_at_ms >= ?1)
+               AND (?2 IS NULL OR received_at_ms < ?2)
+               AND (?3 IS NULL OR task_id = ?3)
+             ORDER BY id",
+        )
+        .with_context(|| format!("{} does not look like a relaycb-server store", args.db))?;
+    let mut rows = statement.query(rusqlite::params![since, until, args.task])?;
+    let mut out = BufWriter::new(&mut *console.out);
+    let (mut written, mut lossy) = (0u64, 0u64);
+    while let Some(row) = rows.next()? {
+        let raw = raw_bytes(row.get_ref(4)?);
+        let raw = match String::from_utf8(raw) {
+            Ok(text) => text,
+            Err(e) => {
+                lossy += 1;
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
+        };
+        let id: i64 = row.get(0)?;
+        let deliveries: Option<i64> = row.get(3)?;
+        let line = ExportLine {
+            id: u64::try_from(id).ok(),
+            received_at_ms: row.get(1)?,
+            last_received_at_ms: row.get(2)?,
+            deliveries: deliveries.and_then(|d| u64::try_from(d).ok()),
+            raw,
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+        written += 1;
+    }
+    out.flush()?;
+    drop(out);
+    if lossy > 0 {
+        writeln!(
+            console.err,
+            "warning: {lossy} stored bodies were not UTF-8; their invalid bytes were replaced"
+        )?;
+    }
+    writeln!(console.err, "exported {written} events from {}", args.db)?;
+    Ok(Status::Success)
+}
+
+/// A time given on the command line, in ms since the epoch.
+fn parse_when(text: &str, now_ms: i64) -> anyhow::Result<i64> {
+    if let Ok(number) = text.parse::<i64>() {
+        // Unix seconds stay below 10^11 until the year 5138.
+        return Ok(if number.abs() < 100_000_000_000 {
+            number * 1000
+        } else {
+            number
+        });
+    }
+    if let Ok(instant) = humantime::parse_rfc3339_weak(text) {
+        let since = instant.duration_since(std::time::UNIX_EPOCH)?;
+        return Ok(i64::try_from(since.as_millis())?);
+    }
+    if let Ok(span) = humantime::parse_duration(text) {
+        return Ok(now_ms - i64::try_from(span.as_millis())?);
+    }
+    Err(UsageError(format!(
+        "cannot read {text:?} as a time: expected RFC 3339 (2025-12-03T22:00:00Z), Unix seconds or ms, or a span before now (2h)"
+    ))
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_when;
+
+    #[test]
+    fn times_are_read_in_every_documented_form() {
+        let now = 1_764_802_000_000;
+        assert_eq!(parse_when("1764801000", now).unwrap(), 1_764_801_000_000);
+        assert_eq!(parse_when("1764801000500", now).unwrap(), 1_764_801_000_500);
+        assert_eq!(
+            parse_when("2025-12-03T22:30:00Z", now).unwrap(),
+            1_764_801_000_000
+        );
+        assert_eq!(parse_when("1h", now).unwrap(), now - 3_600_000);
+        assert!(parse_when("yesterday", now).is_err());
+    }
+}

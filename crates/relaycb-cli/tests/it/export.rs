@@ -1,0 +1,64 @@
+//! `export` reads the server's store and writes lines that `analyze`
+//! reads back as it reads the store itself.
+
+use crate::analyze::stored;
+use crate::{make_store, relaycb};
+
+#[test]
+fn export_writes_one_line_per_stored_event_and_filters_by_time_and_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relaycb.db");
+    let mut rows = stored("exit_and_restart");
+    rows.extend(
+        stored("restart_loop")
+            .into_iter()
+            .map(|(id, at, _, raw)| (id + 100, at, 3, raw)),
+    );
+    make_store(&db, &rows);
+    let db = db.to_string_lossy().into_owned();
+
+    let run = relaycb(&["export", "--db", &db]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(run.out.lines().count(), rows.len());
+    let first: serde_json::Value = serde_json::from_str(run.out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], 1);
+    assert_eq!(first["deliveries"], 1);
+    assert_eq!(first["raw"].as_str().unwrap(), rows[0].3);
+    assert!(
+        run.err
+            .starts_with(&format!("exported {} events", rows.len()))
+    );
+
+    let run = relaycb(&[
+        "export",
+        "--db",
+        &db,
+        "--task",
+        "200005",
+        "--since",
+        "2025-12-03T23:22:00Z",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(run.out.lines().count(), 4, "{}", run.out);
+
+    let export = dir.path().join("export.jsonl");
+    std::fs::write(&export, relaycb(&["export", "--db", &db]).out).unwrap();
+    let from_export = relaycb(&["analyze", "--format", "json", &export.to_string_lossy()]);
+    let from_store = relaycb(&["analyze", "--format", "json", &db]);
+    assert_eq!(from_export.out, from_store.out);
+    let report: serde_json::Value = serde_json::from_str(&from_store.out).unwrap();
+    assert_eq!(report["summary"]["deliveries"], 8 + 8 * 3);
+    assert_eq!(report["summary"]["stored_repeats"], 8 * 2);
+}
+
+#[test]
+fn export_refuses_a_time_it_cannot_read_as_a_usage_error() {
+    let run = relaycb(&["export", "--db", "unused.db", "--since", "last tuesday"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.err
+            .starts_with("error: cannot read \"last tuesday\" as a time"),
+        "{}",
+        run.err
+    );
+}
