@@ -107,23 +107,12 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         Some(task_id) => print_task(&mut analysis, &task_id, args.format, ids, console)?,
         None => {
             let report = Report::new(&analysis);
-            match args.format {
-                Format::Json => {
-                    writeln!(console.out, "{}", serde_json::to_string_pretty(&report)?)?
-                }
-                Format::Table => write!(
-                    console.out,
-                    "{}",
-                    render::render(&report, Markup::Text, ids, console)
-                )?,
-                Format::Markdown => {
-                    write!(
-                        console.out,
-                        "{}",
-                        render::render(&report, Markup::Markdown, ids, console)
-                    )?;
-                }
-            }
+            let text = match args.format {
+                Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+                Format::Table => render::render(&report, Markup::Text, ids, console),
+                Format::Markdown => render::render(&report, Markup::Markdown, ids, console),
+            };
+            console.out.write_all(text.as_bytes())?;
         }
     }
     Ok(Status::Success)
