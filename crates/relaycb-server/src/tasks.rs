@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use relaycb_core::lifecycle::Unattributed;
 use relaycb_core::{Callback, DedupKey, Observation, Outcome, TaskState, Tracker};
 
 use crate::store::{Reader, StoreError};
@@ -110,6 +111,16 @@ impl TaskBoard {
     /// How many events could not be attributed to a task.
     pub(crate) fn unattributed_total(&self) -> u64 {
         self.read().tracker.unattributed_total()
+    }
+
+    /// The latest events that could not be attributed to a task, and how
+    /// many there were in all.
+    pub(crate) fn unattributed(&self) -> (Vec<Unattributed>, u64) {
+        let inner = self.read();
+        (
+            inner.tracker.unattributed().cloned().collect(),
+            inner.tracker.unattributed_total(),
+        )
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {

@@ -72,11 +72,11 @@ pub(crate) async fn request_span(request: Request, next: Next) -> Response {
     async move {
         let mut response = next.run(request).await;
         let status = response.status().as_u16();
-        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         if response.status().is_server_error() {
-            tracing::warn!(status, millis, "request failed");
+            tracing::warn!(status, micros, "request failed");
         } else {
-            tracing::info!(status, millis, "request done");
+            tracing::info!(status, micros, "request done");
         }
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert("x-request-id", value);

@@ -219,7 +219,8 @@ struct TasksParams {
     has_anomalies: Option<bool>,
 }
 
-/// `GET /api/tasks?phase=&has_anomalies=`
+/// `GET /api/tasks?phase=&has_anomalies=`: every task, ordered by task id,
+/// and the latest events that could not be attributed to any task.
 pub(crate) async fn tasks(
     State(state): State<AppState>,
     uri: Uri,
@@ -245,7 +246,12 @@ pub(crate) async fn tasks(
         })
         .map(TaskView::from)
         .collect();
-    Ok(Json(json!({ "tasks": tasks })))
+    let (unattributed, unattributed_total) = state.board.unattributed();
+    Ok(Json(json!({
+        "tasks": tasks,
+        "unattributed": unattributed,
+        "unattributed_total": unattributed_total,
+    })))
 }
 
 /// `GET /api/tasks/{task_id}`: the task at the top level, and its events

@@ -37,6 +37,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(api)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // Outermost, so that every answer, refusals included, is in a span.
         .layer(axum::middleware::from_fn(crate::telemetry::request_span))
         .with_state(state)
@@ -44,4 +45,11 @@ pub(crate) fn router(state: AppState) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
 }
