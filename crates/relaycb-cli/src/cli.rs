@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{analyze, check, decode, export, sign, verify};
+use crate::commands::{analyze, check, decode, export, replay, sign, simulate, verify};
 
 /// Decode, check, sign, analyse, export, replay and simulate the callbacks
 /// that Tencent Cloud CSS sends about relay (pull-and-push) tasks.
@@ -35,4 +35,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Write the server's store as JSON Lines (raw body, arrival, deliveries).
     Export(export::Args),
+    /// Generate realistic task histories, to a file or sent like Tencent.
+    Simulate(simulate::Args),
+    /// Send a log's bodies to a receiver as Tencent would.
+    Replay(replay::Args),
 }

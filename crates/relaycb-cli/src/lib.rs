@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod console;
 mod input;
+mod send;
 
 mod time;
 

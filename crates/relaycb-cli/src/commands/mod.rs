@@ -5,7 +5,9 @@ pub(crate) mod analyze;
 pub(crate) mod check;
 pub(crate) mod decode;
 pub(crate) mod export;
+pub(crate) mod replay;
 pub(crate) mod sign;
+pub(crate) mod simulate;
 pub(crate) mod verify;
 
 use crate::cli::{Cli, Command};
@@ -20,5 +22,7 @@ pub(crate) fn dispatch(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<St
         Command::Verify(args) => verify::run(&args, console),
         Command::Analyze(args) => analyze::run(&args, console),
         Command::Export(args) => export::run(&args, console),
+        Command::Simulate(args) => simulate::run(&args, console),
+        Command::Replay(args) => replay::run(&args, console),
     }
 }

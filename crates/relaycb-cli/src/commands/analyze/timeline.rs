@@ -72,7 +72,7 @@ impl Timeline {
                 (last, e)
             })
             .collect();
-        keyed.sort_by_key(|(at, e)| (*at, e.id));
+        keyed.sort_by_key(|(at, e)| (*at, rank(&e.event), e.id));
         self.entries = keyed.into_iter().map(|(_, e)| e).collect();
     }
 
@@ -93,6 +93,20 @@ impl Timeline {
             ));
         }
         out
+    }
+}
+
+/// Within one instant, the order relaycb-core folds events in: a file's
+/// finish before the next file's start, an exit before the restart.
+fn rank(event: &str) -> u8 {
+    match event {
+        "VodSourceFileFinish" => 0,
+        "TaskExit" => 1,
+        "TaskStart" => 2,
+        "VodSourceFileStart" => 3,
+        "TaskAlarm" => 4,
+        "ResetTaskConfig" => 5,
+        _ => 6,
     }
 }
 

@@ -1,0 +1,106 @@
+//! `relaycb replay`: sends every body of a log to a receiver as Tencent
+//! would (POST, JSON, tried again when not answered 200), re-signed with a
+//! fresh `t` when a key is given, and reports the answers by status.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::Status;
+use crate::console::Console;
+use crate::input::log;
+use crate::send::{self, Outgoing};
+
+/// Arguments of `relaycb replay`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The log: JSON Lines of bodies, JSON Lines from `relaycb export`, or
+    /// the server's SQLite file; `-` for standard input.
+    pub log: String,
+    #[command(flatten)]
+    pub send: SendArgs,
+}
+
+/// How to send, shared by `replay` and `simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    /// The receiver's URL (a relaycb-server's callback URL, with its token).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// At most this many requests a second (default: as fast as answered).
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// At most this many requests in flight at once.
+    #[arg(long, value_name = "C", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Sign each attempt with this callback key and a fresh `t` (now + 600 s).
+    #[arg(long, env = "RELAYCB_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Seconds to wait for an answer before counting an attempt failed
+    /// (Tencent waits 20).
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    pub timeout: f64,
+    /// How many times to try a callback again when it is not answered 200
+    /// (Tencent: 12).
+    #[arg(long, value_name = "N", default_value_t = 12)]
+    pub retries: u32,
+    /// Seconds between tries (Tencent: 60).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub retry_interval: f64,
+}
+
+impl SendArgs {
+    /// The sender's options, with retry intervals divided by `speed`.
+    pub(crate) fn options(&self, url: &str, speed: Option<f64>) -> anyhow::Result<send::Options> {
+        let positive = |name: &str, value: f64| {
+            if value.is_finite() && value >= 0.0 {
+                Ok(value)
+            } else {
+                Err(crate::UsageError(format!(
+                    "{name} must be a number of seconds, at least 0"
+                )))
+            }
+        };
+        let speed = speed.unwrap_or(1.0);
+        Ok(send::Options {
+            url: url.to_owned(),
+            rate: self.rate,
+            concurrency: self.concurrency.max(1),
+            timeout: Duration::from_secs_f64(positive("--timeout", self.timeout)?.max(0.001)),
+            retries: self.retries,
+            retry_interval: Duration::from_secs_f64(
+                positive("--retry-interval", self.retry_interval)? / speed,
+            ),
+            key: self.key.clone(),
+        })
+    }
+}
+
+/// Sends the log and prints what the receiver answered; fails if any
+/// callback was never answered 200.
+pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
+    let Some(url) = &args.send.to else {
+        return Err(crate::UsageError("replay needs --to URL".into()).into());
+    };
+    let options = args.send.options(url, None)?;
+    let (sender, receiver) = mpsc::sync_channel::<Outgoing>(1024);
+    let path = args.log.clone();
+    let reader = std::thread::spawn(move || {
+        log::read(&path, 1024, |records, _| {
+            for record in records {
+                let body = record.into_delivery().map_err(anyhow::Error::msg)?.body;
+                sender
+                    .send(Outgoing { after: None, body })
+                    .map_err(|_| anyhow::anyhow!("the sender stopped"))?;
+            }
+            Ok(())
+        })
+    });
+    let mut report = send::send_all(&options, receiver.into_iter())?;
+    reader.join().expect("the reader thread never panics")?;
+    write!(console.out, "{}", report.render(url))?;
+    Ok(if report.given_up == 0 {
+        Status::Success
+    } else {
+        Status::Failure
+    })
+}

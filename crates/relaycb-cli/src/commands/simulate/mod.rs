@@ -1,0 +1,174 @@
+//! `relaycb simulate`: realistic relay task histories, written as JSON
+//! Lines or sent to a receiver the way Tencent's sender sends them; also
+//! the load generator of the benchmarks.
+//!
+//! Histories come from `history`, deliveries (with `--faults`: retries,
+//! reordering and drifts) from `faults`, bodies from relaycb-core's
+//! encoder, and sending from the shared sender.
+
+mod faults;
+mod history;
+mod rng;
+#[cfg(test)]
+mod tests;
+
+use std::io::{BufWriter, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::replay::SendArgs;
+use crate::console::Console;
+use crate::send::{self, Outgoing};
+use crate::{Status, UsageError, time};
+use faults::Delivery;
+use history::Expected;
+
+/// Where simulated histories start when written to a file: a fixed time,
+/// so that a seed always gives the same file (2025-12-04T00:00:00Z).
+const FIXED_START: i64 = 1_764_806_400;
+
+/// Arguments of `relaycb simulate`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "out"])))]
+pub struct Args {
+    /// How many relay tasks to simulate.
+    #[arg(long, value_name = "N")]
+    pub tasks: u32,
+    /// Files in each task's playlist; 0 simulates live-source tasks.
+    #[arg(long, value_name = "M", default_value_t = 3)]
+    pub files: u32,
+    /// Seed of the random histories; the same seed gives the same
+    /// histories (default: drawn from the clock, and printed).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// With --to, send in simulated time sped up this many times (and
+    /// retry that much sooner); without it, send as fast as allowed.
+    #[arg(long, value_name = "X")]
+    pub speed: Option<f64>,
+    /// Add Tencent's faults: retries of the same event, reordering, and
+    /// the documented drifts of the body's shape.
+    #[arg(long)]
+    pub faults: bool,
+    /// Write the bodies as JSON Lines to this file (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<String>,
+    /// Unix time at which the histories start (default: 2025-12-04T00:00:00Z
+    /// with --out, now with --to).
+    #[arg(long, value_name = "UNIX")]
+    pub start: Option<i64>,
+    #[command(flatten)]
+    pub send: SendArgs,
+}
+
+/// Every delivery of a simulation in sending order, and what each task's
+/// history should fold into.
+pub(crate) fn generate(
+    seed: u64,
+    tasks: u32,
+    files: u32,
+    faults: bool,
+    start_s: i64,
+) -> (Vec<Delivery>, Vec<Expected>) {
+    // FIXME: every delivery is held until sorted by time; a simulation of
+    // millions of events would rather merge the tasks' streams lazily.
+    let mut all = Vec::new();
+    let mut expected = Vec::with_capacity(tasks as usize);
+    let mut seq = 0;
+    for index in 0..u64::from(tasks) {
+        let (events, task) = history::task(seed, index, files, start_s);
+        let mut rng = rng::Rng::fork(seed ^ 0xFA17_FA17, index);
+        all.extend(faults::deliveries(&events, &mut rng, faults, &mut seq));
+        expected.push(task);
+    }
+    all.sort_by_key(|d| (d.at_ms, d.seq));
+    (all, expected)
+}
+
+/// Generates the histories, then writes or sends them.
+pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
+    if let Some(speed) = args.speed
+        && !(speed.is_finite() && speed > 0.0)
+    {
+        return Err(UsageError("--speed must be a number above 0".into()).into());
+    }
+    let seed = args.seed.unwrap_or_else(|| time::now_ms() as u64);
+    let start = args.start.unwrap_or_else(|| {
+        if args.out.is_some() {
+            FIXED_START
+        } else {
+            time::now_seconds()
+        }
+    });
+    let (deliveries, expected) = generate(seed, args.tasks, args.files, args.faults, start);
+    let events: u64 = expected
+        .iter()
+        .map(|e| {
+            e.starts
+                + e.files_started
+                + e.files_finished
+                + e.exits.values().sum::<u64>()
+                + e.alarms
+                + e.config_resets
+        })
+        .sum();
+    writeln!(
+        console.err,
+        "simulated {} task(s) with seed {seed}: {events} events in {} deliveries",
+        args.tasks,
+        deliveries.len()
+    )?;
+    match (&args.out, &args.send.to) {
+        (Some(path), _) => {
+            write_out(path, &deliveries, args.send.key.as_deref(), console)?;
+            Ok(Status::Success)
+        }
+        (None, Some(url)) => {
+            let options = args.send.options(url, args.speed)?;
+            let first = deliveries.first().map_or(0, |d| d.at_ms);
+            let speed = args.speed;
+            let outgoing = deliveries.into_iter().map(move |d| Outgoing {
+                after: speed.map(|x| {
+                    Duration::from_secs_f64(((d.at_ms - first) as f64 / 1000.0 / x).max(0.0))
+                }),
+                body: d.body,
+            });
+            let mut report = send::send_all(&options, outgoing)?;
+            write!(console.out, "{}", report.render(url))?;
+            Ok(if report.given_up == 0 {
+                Status::Success
+            } else {
+                Status::Failure
+            })
+        }
+        (None, None) => unreachable!("clap requires --to or --out"),
+    }
+}
+
+fn write_out(
+    path: &str,
+    deliveries: &[Delivery],
+    key: Option<&str>,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let mut file;
+    let target: &mut dyn Write = if path == "-" {
+        &mut *console.out
+    } else {
+        file = std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?;
+        &mut file
+    };
+    let mut out = BufWriter::new(target);
+    for delivery in deliveries {
+        let body = match key {
+            // Tencent's t: when the notification expires, 10 minutes after sending.
+            Some(key) => send::signed(&delivery.body, key, delivery.at_ms.div_euclid(1000) + 600),
+            None => delivery.body.clone(),
+        };
+        out.write_all(&body)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {path}"))?;
+    Ok(())
+}
