@@ -6,6 +6,7 @@ pub(crate) mod analyze;
 mod decode;
 mod end_to_end;
 mod export;
+mod send;
 mod sign;
 
 use std::path::{Path, PathBuf};
