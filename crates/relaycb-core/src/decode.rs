@@ -29,6 +29,57 @@ pub struct Decoded {
     pub deviations: Vec<Deviation>,
 }
 
+/// The fast path: simd-json validates and indexes the whole body with
+/// vector instructions and unescapes strings in place, in buffers kept per
+/// thread. Whatever it refuses goes to serde_json, which has the last word.
+struct FastParser {
+    input: Vec<u8>,
+    buffers: simd_json::Buffers,
+}
+
+/// Bodies larger than this skip the fast path, so that one huge body does not
+/// keep its buffers alive for the thread's lifetime.
+const FAST_PATH_MAX_BYTES: usize = 1 << 20;
+
+/// serde_json's own nesting limit, applied to the fast path too.
+const MAX_DEPTH: usize = 128;
+
+thread_local! {
+    static FAST_PARSER: std::cell::RefCell<FastParser> = std::cell::RefCell::new(FastParser {
+        input: Vec::new(),
+        buffers: simd_json::Buffers::with_max_depth(1024, MAX_DEPTH),
+    });
+}
+
+impl FastParser {
+    /// Parses `bytes` and hands the document to `then`; `None` when the fast
+    /// parser refuses the body.
+    fn parse<T>(&mut self, bytes: &[u8], then: impl FnOnce(Document<'_>) -> T) -> Option<T> {
+        if bytes.len() > FAST_PATH_MAX_BYTES {
+            return None;
+        }
+        self.input.clear();
+        self.input.extend_from_slice(bytes);
+        let mut json =
+            simd_json::Deserializer::from_slice_with_buffers(&mut self.input, &mut self.buffers)
+                .ok()?;
+        let document = DocumentSeed(BODY_KEYS).deserialize(&mut json).ok()?;
+        Some(then(document))
+    }
+}
+
+/// Turns a parsed document into a callback.
+fn finish(cx: &mut Context, document: Document<'_>) -> Result<Callback, Error> {
+    match document {
+        Document::Object(object) => cx.callback(*object),
+        Document::Other(found) => Err(Error::new(
+            Category::NotRelay,
+            None,
+            format!("expected a JSON object, found {found}"),
+        )),
+    }
+}
+
 /// How strictly to decode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
@@ -67,22 +118,22 @@ pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, Erro
             "body is empty: expected a JSON object",
         ));
     }
-    let mut json = serde_json::Deserializer::from_slice(bytes);
-    let document = DocumentSeed(BODY_KEYS)
-        .deserialize(&mut json)
-        .and_then(|doc| json.end().map(|()| doc))
-        .map_err(|e| syntax_error(bytes, &e))?;
-    let object = match document {
-        Document::Object(object) => object,
-        Document::Other(found) => {
-            return Err(Error::new(
-                Category::NotRelay,
-                None,
-                format!("expected a JSON object, found {found}"),
-            ));
+    let fast = FAST_PARSER.with(|cell| {
+        let mut parser = cell.try_borrow_mut().ok()?;
+        parser.parse(bytes, |document| finish(&mut cx, document))
+    });
+    let callback = match fast {
+        Some(result) => result?,
+        // serde_json decides what the fast parser refused, and words the error.
+        None => {
+            let mut json = serde_json::Deserializer::from_slice(bytes);
+            let document = DocumentSeed(BODY_KEYS)
+                .deserialize(&mut json)
+                .and_then(|doc| json.end().map(|()| doc))
+                .map_err(|e| syntax_error(bytes, &e))?;
+            finish(&mut cx, document)?
         }
     };
-    let callback = cx.callback(object)?;
     if options.strict
         && let Some(first) = cx.deviations.first()
     {
@@ -393,7 +444,7 @@ impl Context {
             .deserialize(&mut json)
             .and_then(|doc| json.end().map(|()| doc));
         match parsed {
-            Ok(Document::Object(object)) => Some(object),
+            Ok(Document::Object(object)) => Some(*object),
             Ok(Document::Other(found)) => {
                 self.msg_not_json(
                     callback,
