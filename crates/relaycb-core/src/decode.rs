@@ -103,6 +103,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
 
 /// Decodes one callback body with the given options.
 pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, Error> {
+    decode_via(bytes, options, true)
+}
+
+fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<Decoded, Error> {
     let mut cx = Context::default();
     let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
         Some(rest) => {
@@ -119,7 +123,7 @@ pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, Erro
         ));
     }
     let fast = FAST_PARSER.with(|cell| {
-        let mut parser = cell.try_borrow_mut().ok()?;
+        let mut parser = cell.try_borrow_mut().ok().filter(|_| try_fast)?;
         parser.parse(bytes, |document| finish(&mut cx, document))
     });
     let callback = match fast {
@@ -689,4 +693,65 @@ fn wrong_type(path: &str, expected: &str, found: &Loose<'_>) -> Error {
         Some(path),
         format!("expected {expected}, found {}", found.describe()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn same_on_both_paths(bytes: &[u8]) {
+        let options = DecodeOptions::default();
+        assert_eq!(
+            decode_via(bytes, options, true),
+            decode_via(bytes, options, false),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+
+    /// The fast parser never changes what a body decodes to, nor the error.
+    #[test]
+    fn fast_and_serde_json_paths_agree_on_every_fixture() {
+        for folder in ["docs", "drift", "invalid"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures")
+                .join(folder);
+            for entry in std::fs::read_dir(dir).unwrap() {
+                same_on_both_paths(&std::fs::read(entry.unwrap().path()).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let deep = format!(
+            "{{\"callback_event\":\"TaskStart\",\"x\":{}{}}}",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        same_on_both_paths(deep.as_bytes());
+        assert_eq!(
+            decode(deep.as_bytes()).unwrap_err().category(),
+            Category::Syntax
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn fast_and_serde_json_paths_agree_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            same_on_both_paths(&bytes);
+        }
+
+        #[test]
+        fn fast_and_serde_json_paths_agree_on_mutated_samples(
+            cut in 0usize..700,
+            byte in any::<u8>(),
+        ) {
+            let mut body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/docs/vod_source_file_start.json")).unwrap();
+            let at = cut % body.len();
+            body[at] = byte;
+            same_on_both_paths(&body);
+        }
+    }
 }
