@@ -52,3 +52,41 @@ fn version_is_printed() {
     let out = String::from_utf8(output.stdout).unwrap();
     assert_eq!(out, format!("relaycb {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn simulate_with_a_seed_writes_the_same_log_every_time_and_it_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    for path in &paths {
+        let status = relaycb()
+            .args([
+                "simulate", "--tasks", "30", "--seed", "1234", "--faults", "--key", "k", "--out",
+            ])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let a = std::fs::read(&paths[0]).unwrap();
+    assert_eq!(
+        a,
+        std::fs::read(&paths[1]).unwrap(),
+        "the same seed gives the same bytes"
+    );
+    let check = relaycb().arg("check").arg(&paths[0]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let verify = relaycb()
+        .args(["verify", "--key", "k", "--now", "1764806400"])
+        .arg(&paths[0])
+        .output()
+        .unwrap();
+    let out = String::from_utf8(verify.stdout).unwrap();
+    assert!(
+        out.lines().take(5).all(|l| l.contains("signature valid")),
+        "{out}"
+    );
+}

@@ -42,9 +42,21 @@ struct Mark {
 enum MarkKind {
     Start,
     FileStart(Option<u32>),
-    FileFinish,
+    FileFinish(Option<u32>),
     Exit(Option<i64>, Option<String>),
     Alarm(String),
+}
+
+impl MarkKind {
+    fn rank(&self) -> u8 {
+        match self {
+            MarkKind::FileFinish(_) => 0,
+            MarkKind::Exit(..) => 1,
+            MarkKind::Start => 2,
+            MarkKind::FileStart(_) => 3,
+            MarkKind::Alarm(_) => 4,
+        }
+    }
 }
 
 impl PlotData {
@@ -56,7 +68,7 @@ impl PlotData {
         let kind = match &callback.event {
             Event::TaskStart { .. } => MarkKind::Start,
             Event::VodSourceFileStart(f) => MarkKind::FileStart(f.index),
-            Event::VodSourceFileFinish(_) => MarkKind::FileFinish,
+            Event::VodSourceFileFinish(f) => MarkKind::FileFinish(f.index),
             Event::TaskExit(exit) => MarkKind::Exit(exit.code, exit.message.clone()),
             Event::TaskAlarm { alarm } => MarkKind::Alarm(
                 alarm
@@ -78,7 +90,9 @@ impl PlotData {
     /// The picture, as an SVG document.
     pub(crate) fn svg(&mut self) -> String {
         for marks in self.tasks.values_mut() {
-            marks.sort_by_key(|m| m.at_ms);
+            // Within an instant, in the order relaycb-core folds them: a
+            // finish before the next start, an exit before the restart.
+            marks.sort_by_key(|m| (m.at_ms, m.kind.rank()));
         }
         let first = self
             .tasks
@@ -162,9 +176,14 @@ fn axis(svg: &mut String, first: i64, last: i64, height: f64, x: &dyn Fn(i64) ->
     for i in 0..=4 {
         let at = first + (last - first) * i / 4;
         let px = x(at);
+        let anchor = match i {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
         let _ = writeln!(
             svg,
-            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{bottom}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{bottom}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"##,
             bottom + 16.0,
             time::utc_ms(at)
         );
@@ -195,7 +214,7 @@ fn draw_task(svg: &mut String, marks: &[Mark], mid: f64, last: i64, x: &dyn Fn(i
         let index = index.map_or_else(|| "?".to_owned(), |i| i.to_string());
         let _ = writeln!(
             svg,
-            r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="12" fill="{shade}"{opacity}><title>file {index}: {} to {}</title></rect>"#,
+            r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="12" fill="{shade}" stroke="white" stroke-width="0.5"{opacity}><title>file {index}: {} to {}</title></rect>"#,
             mid - 6.0,
             (x1 - x0).max(1.0),
             time::utc_ms(from),
@@ -217,9 +236,13 @@ fn draw_task(svg: &mut String, marks: &[Mark], mid: f64, last: i64, x: &dyn Fn(i
                 running.get_or_insert(mark.at_ms);
                 file = Some((mark.at_ms, *index));
             }
-            MarkKind::FileFinish => {
-                if let Some((from, index)) = file.take() {
+            MarkKind::FileFinish(finished) => {
+                // A finish closes the file playing, unless it names another.
+                if let Some((from, index)) = file
+                    && (finished.is_none() || *finished == index)
+                {
                     bar(&mut bars, from, mark.at_ms, index, false);
+                    file = None;
                 }
             }
             MarkKind::Exit(code, message) => {
