@@ -373,7 +373,7 @@ impl Context {
                     Some(kind) => {
                         self.deviate("callback_event", DeviationKind::AlarmAsEvent);
                         if let Some(other) = from_msg.filter(|t| t != kind.as_str()) {
-                            fields.extra.push(("type".to_owned(), Value::String(other)));
+                            self.deviate("msg.type", DeviationKind::Conflict { found: other });
                         }
                         Some(kind)
                     }

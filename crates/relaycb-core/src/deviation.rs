@@ -55,6 +55,12 @@ pub enum DeviationKind {
     /// The event name was an alarm type (`PushStreamFailed`) rather than
     /// `TaskAlarm`.
     AlarmAsEvent,
+    /// The field contradicts another one that takes precedence (an alarm
+    /// `msg.type` other than the alarm named by the event).
+    Conflict {
+        /// The value that was set aside.
+        found: String,
+    },
     /// The event name is not documented; the callback is kept whole.
     UnknownEvent,
     /// The alarm type is not one of the documented examples.
@@ -82,6 +88,7 @@ impl DeviationKind {
             DeviationKind::Empty => "empty",
             DeviationKind::NotJson { .. } => "not_json",
             DeviationKind::AlarmAsEvent => "alarm_as_event",
+            DeviationKind::Conflict { .. } => "conflict",
             DeviationKind::UnknownEvent => "unknown_event",
             DeviationKind::UnknownAlarm => "unknown_alarm",
             DeviationKind::UnknownField => "unknown_field",
@@ -113,6 +120,9 @@ impl fmt::Display for Deviation {
             DeviationKind::Empty => f.write_str("empty string"),
             DeviationKind::NotJson { reason } => write!(f, "not JSON, kept as text ({reason})"),
             DeviationKind::AlarmAsEvent => f.write_str("alarm type used as the event name"),
+            DeviationKind::Conflict { found } => {
+                write!(f, "{found:?} contradicts the event name, which is used")
+            }
             DeviationKind::UnknownEvent => f.write_str("undocumented event, kept whole"),
             DeviationKind::UnknownAlarm => f.write_str("undocumented alarm type"),
             DeviationKind::UnknownField => f.write_str("undocumented field, kept"),
