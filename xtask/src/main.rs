@@ -3,8 +3,12 @@
 //!
 //! - `ci`: formatting check, clippy with warnings denied on every target,
 //!   then the whole test suite, as CI runs it.
+//! - `fuzz`: the decoder under libFuzzer, seeded with the fixtures.
 
 mod ci;
+mod fuzz;
+
+use std::path::PathBuf;
 
 use std::process::ExitCode;
 
@@ -12,6 +16,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help") | None => {
             print!("{}", usage());
             return ExitCode::SUCCESS;
@@ -33,5 +38,14 @@ fn main() -> ExitCode {
 fn usage() -> &'static str {
     "usage: cargo xtask <task>\n\n\
      tasks:\n  \
-     ci        fmt check, clippy -D warnings on all targets, the whole test suite\n"
+     ci        fmt check, clippy -D warnings on all targets, the whole test suite\n  \
+     fuzz      run the decoder under libFuzzer [--time SECONDS], keep what fails\n"
+}
+
+/// The workspace's top folder (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
 }

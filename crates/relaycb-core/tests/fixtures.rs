@@ -93,3 +93,21 @@ fn source_urls_trailing_newline_is_optional() {
     let b = decode(without.as_bytes()).unwrap();
     assert_eq!(a, b);
 }
+
+/// Inputs the fuzzer once broke the decoder with (`cargo xtask fuzz` keeps
+/// them here): each must decode or be refused without panicking, and what
+/// decodes must survive encoding again.
+#[test]
+fn fuzz_findings_stay_fixed() {
+    let Ok(entries) = std::fs::read_dir("../../fixtures/fuzz") else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if let Ok(decoded) = decode(&bytes) {
+            let again = decode(&encode(&decoded.callback)).unwrap();
+            assert_eq!(again.callback, decoded.callback, "{}", path.display());
+        }
+    }
+}
