@@ -110,19 +110,19 @@ pub(crate) fn render(report: &Report, markup: Markup, ids: &str, console: &Conso
     if markup == Markup::Markdown {
         doc.line("# relaycb analyze");
     }
+    let merged = if s.stored_repeats > 0 {
+        format!(" (and {} repeats the server had merged)", s.stored_repeats)
+    } else {
+        String::new()
+    };
+    let tasks = if s.tasks == 1 { "task" } else { "tasks" };
+    let as_of = s
+        .as_of_ms
+        .map(|ms| format!(", judged as of {}", time::utc_ms(ms)))
+        .unwrap_or_default();
     doc.line(&format!(
-        "{} deliveries in {} records: {} distinct events, {} duplicates ({} more already merged by the server), {} undecodable, {} unattributed; {} tasks{}",
-        s.deliveries,
-        s.records,
-        s.events,
-        s.duplicates,
-        s.stored_repeats,
-        s.undecodable,
-        s.unattributed,
-        s.tasks,
-        s.as_of_ms
-            .map(|ms| format!(", judged as of {}", time::utc_ms(ms)))
-            .unwrap_or_default()
+        "{} deliveries in {} records: {} distinct events, {} duplicates{merged}, {} undecodable, {} unattributed; {} {tasks}{as_of}",
+        s.deliveries, s.records, s.events, s.duplicates, s.undecodable, s.unattributed, s.tasks,
     ));
 
     doc.heading("Events");
