@@ -12,6 +12,7 @@ use crate::send::{self, Outgoing};
 
 /// Arguments of `relaycb replay`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("to", |arg| arg.required(true)))]
 pub struct Args {
     /// The log: JSON Lines of bodies, JSON Lines from `relaycb export`, or
     /// the server's SQLite file; `-` for standard input.
@@ -78,9 +79,7 @@ impl SendArgs {
 /// Sends the log and prints what the receiver answered; fails if any
 /// callback was never answered 200.
 pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
-    let Some(url) = &args.send.to else {
-        return Err(crate::UsageError("replay needs --to URL".into()).into());
-    };
+    let url = args.send.to.as_deref().expect("clap requires --to");
     let options = args.send.options(url, None)?;
     let (sender, receiver) = mpsc::sync_channel::<Outgoing>(1024);
     let path = args.log.clone();
