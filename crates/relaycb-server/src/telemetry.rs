@@ -73,10 +73,12 @@ pub(crate) async fn request_span(request: Request, next: Next) -> Response {
         let mut response = next.run(request).await;
         let status = response.status().as_u16();
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Callbacks log their own line with what was done; this one is for
+        // failures, and for everything at debug level.
         if response.status().is_server_error() {
             tracing::warn!(status, micros, "request failed");
         } else {
-            tracing::info!(status, micros, "request done");
+            tracing::debug!(status, micros, "request done");
         }
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert("x-request-id", value);

@@ -225,6 +225,9 @@ impl Backend for SqliteWriter {
 }
 
 /// The query connection.
+///
+/// FIXME: one connection serialises API reads; a small pool would let
+/// several run at once (WAL allows it) if the API ever gets busy.
 pub(crate) struct SqliteReader {
     conn: Mutex<Connection>,
 }

@@ -166,12 +166,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+            drain(&mut rx, &mut batch);
             let shutdown = batch.iter().any(|c| matches!(c, Command::Shutdown));
             if shutdown {
                 // No new requests; those already queued are still written.
@@ -348,6 +343,16 @@ impl Writer {
             deliveries: 1,
             task,
         })
+    }
+}
+
+/// Takes every request already waiting, up to [`MAX_BATCH`].
+fn drain(rx: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
     }
 }
 
