@@ -1,6 +1,6 @@
-//! The streaming part of `relaycb analyze`: decode each chunk of a log on
-//! every core, then fold the results into relaycb-core's [`Tracker`] in log
-//! order, counting what the tracker does not (events by name, duplicates,
+//! The streaming part of `relaycb analyze`: a reader thread reads chunks of
+//! a log, worker threads decode them (one per core), and the results are
+//! folded into relaycb-core's [`Tracker`] in log order, counting what the tracker does not (events by name, duplicates,
 //! deviations, bodies that did not decode).
 //!
 //! Memory grows with the number of tasks (the tracker's state and the
@@ -8,12 +8,18 @@
 //! kept by name, and only the first few errors are kept whole.
 
 use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use relaycb_core::{Decoded, DedupKey, Observation, Outcome, Tracker, decode};
 
 use super::plot::PlotData;
 use super::timeline::Timeline;
-use crate::input::log::Record;
+use crate::input::log::{self, Payload, Progress, Record};
+
+/// Records decoded together: big enough to hand between threads cheaply,
+/// small enough to keep memory flat.
+const CHUNK: usize = 4096;
 
 /// How many undecodable bodies are kept for the report (all are counted).
 pub(crate) const ERRORS_KEPT: usize = 20;
@@ -77,13 +83,90 @@ impl Analysis {
         }
     }
 
-    /// Decodes a chunk of records on `threads` threads and folds them in
-    /// order. `line_offset` is added to line numbers, so that ids stay
-    /// distinct across several logs.
-    pub(crate) fn add_chunk(&mut self, records: Vec<Record>, threads: usize, line_offset: u64) {
-        for item in decode_parallel(records, threads, line_offset) {
-            self.fold(item);
-        }
+    /// Reads a log and folds it: a reader thread reads chunks, `threads`
+    /// workers decode them, and this thread folds them back in log order.
+    /// `line_offset` is added to line numbers, so that ids stay distinct
+    /// across several logs; `progress` is told after each chunk. Returns
+    /// the last line number read and whether the log held stored events
+    /// (export lines or rows) rather than bare bodies.
+    pub(crate) fn read_log(
+        &mut self,
+        path: &str,
+        threads: usize,
+        line_offset: u64,
+        mut progress: impl FnMut(Progress),
+    ) -> anyhow::Result<(u64, bool)> {
+        let threads = threads.max(1);
+        let mut last_line = 0;
+        let mut stored = false;
+        std::thread::scope(|scope| {
+            let (chunks, to_decode) = mpsc::sync_channel::<Chunk<Record>>(threads * 2);
+            let to_decode = Arc::new(Mutex::new(to_decode));
+            let (decoded, to_fold) = mpsc::sync_channel::<Chunk<Decodes>>(threads * 2);
+            let reader = scope.spawn(move || {
+                let mut seq = 0;
+                log::read(path, CHUNK, |records, read| {
+                    let last_line = records.last().map_or(0, |r| r.line);
+                    let stored = records
+                        .iter()
+                        .any(|r| !matches!(r.payload, Payload::Body(_)));
+                    let chunk = Chunk {
+                        seq,
+                        items: records,
+                        read,
+                        last_line,
+                        stored,
+                    };
+                    seq += 1;
+                    // A closed channel means the analysis stopped: stop reading.
+                    chunks
+                        .send(chunk)
+                        .map_err(|_| anyhow::anyhow!("analysis stopped"))
+                })
+            });
+            for _ in 0..threads {
+                let (to_decode, decoded) = (Arc::clone(&to_decode), decoded.clone());
+                scope.spawn(move || {
+                    loop {
+                        let next = to_decode.lock().expect("queue lock").recv();
+                        let Ok(chunk) = next else { break };
+                        let items = chunk
+                            .items
+                            .into_iter()
+                            .map(|r| decode_one(r, line_offset))
+                            .collect();
+                        let chunk = Chunk {
+                            seq: chunk.seq,
+                            items,
+                            read: chunk.read,
+                            last_line: chunk.last_line,
+                            stored: chunk.stored,
+                        };
+                        if decoded.send(chunk).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(decoded);
+            // Workers finish out of order; fold strictly in log order.
+            let mut waiting = BTreeMap::new();
+            let mut next = 0;
+            for chunk in to_fold {
+                waiting.insert(chunk.seq, chunk);
+                while let Some(chunk) = waiting.remove(&next) {
+                    last_line = last_line.max(chunk.last_line);
+                    stored |= chunk.stored;
+                    for item in chunk.items {
+                        self.fold(item);
+                    }
+                    progress(chunk.read);
+                    next += 1;
+                }
+            }
+            reader.join().expect("the reader thread never panics")
+        })?;
+        Ok((last_line, stored))
     }
 
     fn fold(&mut self, item: Decodes) {
@@ -138,46 +221,18 @@ impl Analysis {
     }
 }
 
-/// Decodes records in order, splitting them between threads.
-fn decode_parallel(records: Vec<Record>, threads: usize, line_offset: u64) -> Vec<Decodes> {
-    let threads = threads.clamp(1, records.len().max(1));
-    if threads == 1 {
-        return records
-            .into_iter()
-            .map(|r| decode_one(r, line_offset))
-            .collect();
-    }
-    let per_thread = records.len().div_ceil(threads);
-    let mut parts: Vec<Vec<Record>> = Vec::with_capacity(threads);
-    let mut records = records.into_iter();
-    for _ in 0..threads {
-        parts.push(records.by_ref().take(per_thread).collect());
-    }
-    let mut parts = parts.into_iter();
-    let own = parts.next().unwrap_or_default();
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = parts
-            .map(|part| {
-                scope.spawn(move || {
-                    part.into_iter()
-                        .map(|r| decode_one(r, line_offset))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut all: Vec<Decodes> = own
-            .into_iter()
-            .map(|r| decode_one(r, line_offset))
-            .collect();
-        for helper in helpers {
-            all.extend(helper.join().expect("a decoding thread never panics"));
-        }
-        all
-    })
+/// Records (or what they decoded to) of one chunk of a log, numbered so
+/// that they can be folded in log order.
+struct Chunk<T> {
+    seq: u64,
+    items: Vec<T>,
+    read: Progress,
+    last_line: u64,
+    stored: bool,
 }
 
 fn decode_one(record: Record, line_offset: u64) -> Decodes {
-    let is_line = !matches!(record.payload, crate::input::log::Payload::Row(_));
+    let is_line = !matches!(record.payload, Payload::Row(_));
     let line = record.line + line_offset;
     let delivery = match record.into_delivery() {
         Ok(delivery) => delivery,

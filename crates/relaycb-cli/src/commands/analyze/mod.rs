@@ -2,7 +2,7 @@
 //! from `relaycb export`, or the server's SQLite file) turned into a report
 //! of what every task did, one task's timeline, or a picture.
 //!
-//! The log is streamed: a reader thread reads chunks, each chunk is decoded
+//! The log is streamed: a reader thread reads chunks, workers decode them
 //! on every core, and the results are folded in log order into
 //! relaycb-core's tracker, which recognises retries itself.
 
@@ -12,22 +12,17 @@ mod render;
 mod report;
 mod timeline;
 
-use std::sync::mpsc;
-
 use anyhow::Context;
 use relaycb_core::explain;
 use serde_json::json;
 
 use crate::Status;
 use crate::console::Console;
-use crate::input::log::{self, Progress, Record};
+use crate::input::log::Progress;
 use fold::Analysis;
 use render::Markup;
 use report::{ExitGroup, Report, TaskReport};
 
-/// Records decoded together; big enough to share between threads cheaply,
-/// small enough to keep memory flat.
-const CHUNK: usize = 4096;
 /// Inputs smaller than this get no progress line.
 const PROGRESS_FROM_BYTES: u64 = 32 << 20;
 
@@ -75,14 +70,8 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     let mut stored = false;
     let mut offset = 0u64;
     for path in &args.logs {
-        let mut last_line = 0u64;
         let show_progress = console.progress;
-        read_in_background(path, |records, progress| {
-            last_line = records.last().map_or(last_line, |r| r.line);
-            stored |= records
-                .iter()
-                .any(|r| !matches!(r.payload, log::Payload::Body(_)));
-            analysis.add_chunk(records, threads, offset);
+        let (last_line, had_stored) = analysis.read_log(path, threads, offset, |progress| {
             if show_progress {
                 draw_progress(console, path, progress);
             }
@@ -90,6 +79,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         if show_progress {
             let _ = write!(console.err, "\r\x1b[K");
         }
+        stored |= had_stored;
         // Bare bodies are known by line number; several logs count on.
         offset += last_line;
     }
@@ -116,29 +106,6 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         }
     }
     Ok(Status::Success)
-}
-
-/// Reads a log on a thread of its own, handing each chunk to `each` on
-/// this one, so that reading overlaps decoding.
-fn read_in_background(
-    path: &str,
-    mut each: impl FnMut(Vec<Record>, Progress),
-) -> anyhow::Result<()> {
-    std::thread::scope(|scope| {
-        let (sender, receiver) = mpsc::sync_channel::<(Vec<Record>, Progress)>(2);
-        let reader = scope.spawn(move || {
-            log::read(path, CHUNK, |records, progress| {
-                // A closed channel means the consumer stopped: stop reading.
-                sender
-                    .send((records, progress))
-                    .map_err(|_| anyhow::anyhow!("analysis stopped"))
-            })
-        });
-        for (records, progress) in receiver {
-            each(records, progress);
-        }
-        reader.join().expect("the reader thread never panics")
-    })
 }
 
 fn draw_progress(console: &mut Console<'_>, path: &str, progress: Progress) {
