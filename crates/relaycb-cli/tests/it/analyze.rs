@@ -112,3 +112,25 @@ fn plot_draws_one_row_per_task() {
     assert!(svg.contains(">200002</text>") && svg.contains(">200005</text>"));
     assert_eq!(svg.matches("ECONNREFUSED").count(), 4, "one mark per exit");
 }
+
+#[test]
+fn a_simulated_log_reports_the_same_whatever_the_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sim.jsonl").to_string_lossy().into_owned();
+    let run = relaycb(&[
+        "simulate", "--tasks", "600", "--seed", "77", "--faults", "--out", &log,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    let one = relaycb(&["analyze", "--threads", "1", "--format", "json", &log]);
+    let three = relaycb(&["analyze", "--threads", "3", "--format", "json", &log]);
+    assert_eq!(one.code, 0, "{}", one.err);
+    assert_eq!(one.out, three.out);
+    let report: serde_json::Value = serde_json::from_str(&one.out).unwrap();
+    assert_eq!(report["summary"]["tasks"], 600);
+    assert_eq!(report["summary"]["undecodable"], 0);
+    assert_eq!(report["summary"]["unattributed"], 0);
+    assert!(
+        report["summary"]["records"].as_u64().unwrap() > 4096 * 2,
+        "several chunks"
+    );
+}

@@ -84,3 +84,28 @@ fn check_prints_a_summary_and_exits_by_validity() {
     );
     assert!(run.err.starts_with("body is not JSON"), "{}", run.err);
 }
+
+#[test]
+fn colour_is_used_only_when_the_console_allows_it() {
+    let path = crate::workspace().join("fixtures/docs/task_exit.json");
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut console = relaycb_cli::Console {
+        out: &mut out,
+        err: &mut err,
+        color: true,
+        progress: false,
+    };
+    let code = relaycb_cli::run(["relaycb", "decode", &path.to_string_lossy()], &mut console);
+    assert_eq!(code, 0);
+    let coloured = String::from_utf8(out).unwrap();
+    assert!(
+        coloured.contains("\x1b[31m-22 (EINVAL)\x1b[0m"),
+        "{coloured}"
+    );
+    assert!(
+        !relaycb(&["decode", &path.to_string_lossy()])
+            .out
+            .contains('\x1b')
+    );
+}
