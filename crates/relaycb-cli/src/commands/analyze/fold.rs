@@ -185,7 +185,7 @@ impl Analysis {
         };
         let callback = &decoded.callback;
         let name = callback.event.name();
-        *self.deliveries_by_event.entry(name.to_owned()).or_default() += item.deliveries;
+        count(&mut self.deliveries_by_event, name, item.deliveries);
         let outcome = self.tracker.observe(Observation {
             id: item.id,
             key,
@@ -203,7 +203,7 @@ impl Analysis {
             Outcome::Applied { task_id, .. } => Some(task_id.as_str()),
             Outcome::Unattributed => None,
         };
-        *self.events.entry(name.to_owned()).or_default() += 1;
+        count(&mut self.events, name, 1);
         if !decoded.deviations.is_empty() {
             self.deviating_events += 1;
         }
@@ -217,6 +217,16 @@ impl Analysis {
             if let Some(plot) = &mut self.plot {
                 plot.add(task_id, item.received_at_ms, callback);
             }
+        }
+    }
+}
+
+/// Adds to a count by name, allocating the name only the first time.
+fn count(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
+    match counts.get_mut(name) {
+        Some(total) => *total += n,
+        None => {
+            counts.insert(name.to_owned(), n);
         }
     }
 }
