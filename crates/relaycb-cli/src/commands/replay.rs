@@ -61,6 +61,13 @@ impl SendArgs {
                 )))
             }
         };
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| crate::UsageError(format!("--to {url:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(
+                crate::UsageError(format!("--to {url:?} must be an http or https URL")).into(),
+            );
+        }
         let speed = speed.unwrap_or(1.0);
         Ok(send::Options {
             url: url.to_owned(),

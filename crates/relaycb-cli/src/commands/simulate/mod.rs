@@ -28,6 +28,9 @@ use history::Expected;
 /// so that a seed always gives the same file (2025-12-04T00:00:00Z).
 const FIXED_START: i64 = 1_764_806_400;
 
+/// The most files a relay task's playlist may hold.
+const MAX_FILES: u32 = 30;
+
 /// Arguments of `relaycb simulate`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "out"])))]
@@ -35,7 +38,8 @@ pub struct Args {
     /// How many relay tasks to simulate.
     #[arg(long, value_name = "N")]
     pub tasks: u32,
-    /// Files in each task's playlist; 0 simulates live-source tasks.
+    /// Files in each task's playlist (at most 30); 0 simulates live-source
+    /// tasks.
     #[arg(long, value_name = "M", default_value_t = 3)]
     pub files: u32,
     /// Seed of the random histories; the same seed gives the same
@@ -91,6 +95,13 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         && !(speed.is_finite() && speed > 0.0)
     {
         return Err(UsageError("--speed must be a number above 0".into()).into());
+    }
+    if args.files > MAX_FILES {
+        return Err(UsageError(format!(
+            "--files {} is more than a relay playlist holds ({MAX_FILES})",
+            args.files
+        ))
+        .into());
     }
     let seed = args.seed.unwrap_or_else(|| time::now_ms() as u64);
     let start = args.start.unwrap_or_else(|| {
