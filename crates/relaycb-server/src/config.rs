@@ -22,16 +22,31 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// SQLite database file; created and migrated on start.
-    #[arg(long, env = "RELAYCB_DB", default_value = "relaycb.db")]
+    #[arg(
+        long,
+        env = "RELAYCB_DB",
+        value_name = "PATH",
+        default_value = "relaycb.db"
+    )]
     pub db: PathBuf,
 
     /// Path of the callback endpoint: the path of the task's CallbackUrl.
-    #[arg(long, env = "RELAYCB_CALLBACK_PATH", default_value = "/callback")]
+    #[arg(
+        long,
+        env = "RELAYCB_CALLBACK_PATH",
+        value_name = "PATH",
+        default_value = "/callback"
+    )]
     pub callback_path: String,
 
     /// Secret that must appear as `?token=` in the callback URL; callbacks
     /// without it are refused with 401.
-    #[arg(long, env = "RELAYCB_CALLBACK_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RELAYCB_CALLBACK_TOKEN",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub callback_token: Option<String>,
 
     /// Callback key used to verify `t`/`sign` when a body carries them.
@@ -39,6 +54,7 @@ pub struct Config {
     /// accept several keys while rotating.
     #[arg(
         long = "callback-key",
+        value_name = "KEY",
         env = "RELAYCB_CALLBACK_KEY",
         value_delimiter = ',',
         hide_env_values = true
@@ -55,11 +71,16 @@ pub struct Config {
     pub clock_skew: Duration,
 
     /// Bearer token required by the /api routes; without it they are open.
-    #[arg(long, env = "RELAYCB_API_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RELAYCB_API_TOKEN",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub api_token: Option<String>,
 
     /// Largest callback body accepted, in bytes; larger ones get 413.
-    #[arg(long, env = "RELAYCB_MAX_BODY", default_value_t = 64 * 1024)]
+    #[arg(long, env = "RELAYCB_MAX_BODY", value_name = "BYTES", default_value_t = 64 * 1024)]
     pub max_body: usize,
 
     /// How many refused callbacks to keep; the oldest are dropped first and

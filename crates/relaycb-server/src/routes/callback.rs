@@ -238,7 +238,7 @@ async fn accept(
             state.metrics.callback(Some(&metric_event), outcome);
             telemetry::record(stored.task.as_deref(), Some(&event_name), outcome.as_str());
             tracing::info!(
-                id = stored.id,
+                event_id = stored.id,
                 deliveries = stored.deliveries,
                 deviations = deviations.len(),
                 "callback {}",
@@ -280,7 +280,7 @@ async fn refuse(
     };
     match state.store.reject(rejected).await {
         Ok(id) => tracing::warn!(
-            id,
+            rejected_id = id,
             status = refusal.status.as_u16(),
             reason = refusal.label,
             error = %refusal.message,

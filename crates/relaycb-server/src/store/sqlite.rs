@@ -382,6 +382,8 @@ impl Reader for SqliteReader {
         })
     }
 
+    // FIXME: a task that runs for months has a long timeline and all of it
+    // is returned; page it like `/api/events` if that becomes a problem.
     fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError> {
         self.with(|conn| {
             let sql = format!(

@@ -198,15 +198,11 @@ async fn a_restart_changes_nothing_the_api_shows() {
     running.shutdown().await.unwrap();
 }
 
-/// Kills the real binary with SIGKILL while callbacks are in flight: every
-/// callback that was answered 200 must be in the store after a restart.
-#[tokio::test]
-async fn a_killed_server_loses_nothing_it_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
+/// Starts the real binary and returns it with the address it listens on.
+fn spawn_binary(db: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_relaycb-server"))
         .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--db"])
-        .arg(&db)
+        .arg(db)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -224,6 +220,57 @@ async fn a_killed_server_loses_nothing_it_answered() {
         }
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    (child, addr)
+}
+
+/// SIGTERM: the binary finishes what it holds, exits 0, and the store has
+/// every callback it answered.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let (mut child, addr) = spawn_binary(&db);
+    let client = reqwest::Client::new();
+    for n in 0..10 {
+        let status = client
+            .post(format!("http://{addr}/callback"))
+            .body(body_for(1, n))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let running = relaycb_server::start(config(&db, &[])).await.unwrap();
+    let events: Value = client
+        .get(format!("http://{}/api/events", running.local_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["events"].as_array().unwrap().len(), 10);
+    running.shutdown().await.unwrap();
+}
+
+/// Kills the real binary with SIGKILL while callbacks are in flight: every
+/// callback that was answered 200 must be in the store after a restart.
+#[tokio::test]
+async fn a_killed_server_loses_nothing_it_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let (mut child, addr) = spawn_binary(&db);
     let url = format!("http://{addr}/callback");
     let client = reqwest::Client::new();
     let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
