@@ -156,7 +156,11 @@ fn print_task(
     } else {
         Markup::Text
     };
-    write!(console.out, "{}", timeline.render())?;
+    let text = match markup {
+        Markup::Markdown => timeline.markdown(),
+        Markup::Text => timeline.render(),
+    };
+    write!(console.out, "{text}")?;
     match &task {
         Some(task) => write!(
             console.out,

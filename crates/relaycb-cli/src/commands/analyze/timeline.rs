@@ -76,6 +76,24 @@ impl Timeline {
         self.entries = keyed.into_iter().map(|(_, e)| e).collect();
     }
 
+    /// The timeline as a Markdown table.
+    pub(crate) fn markdown(&self) -> String {
+        let mut out = format!("# Timeline of task {}\n\n", self.task_id);
+        out.push_str("| at | id | event | detail |\n| --- | --- | --- | --- |\n");
+        for e in &self.entries {
+            let at = e
+                .at_ms
+                .map_or_else(|| "(time unknown)".to_owned(), time::utc_ms);
+            let repeat = if e.duplicate { " (repeat)" } else { "" };
+            let detail = e.detail.replace('|', "\\|");
+            out.push_str(&format!(
+                "| {at} | {} | {} | {detail}{repeat} |\n",
+                e.id, e.event
+            ));
+        }
+        out
+    }
+
     /// The timeline as text, one delivery a line.
     pub(crate) fn render(&self) -> String {
         let mut out = format!("Timeline of task {}\n", self.task_id);
