@@ -116,7 +116,8 @@ struct TaskView {
     config_resets: u64,
     unknown_events: u64,
     anomalies: Vec<AnomalyView>,
-    events: u64,
+    /// Distinct events folded (`events` in the detail view is the timeline).
+    event_count: u64,
     duplicates: u64,
     first_event_at: Option<String>,
     first_event_at_ms: Option<i64>,
@@ -205,7 +206,7 @@ impl From<TaskState> for TaskView {
             exits: t.exits,
             config_resets: t.config_resets,
             unknown_events: t.unknown_events,
-            events: t.events,
+            event_count: t.events,
             duplicates: t.duplicates,
             first_event_at_ms: t.first_event_at_ms,
             last_event_at_ms: t.last_event_at_ms,

@@ -12,6 +12,7 @@ async fn post_sequence(h: &Harness, name: &str) {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (status, answer) = h.post("/callback", line).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
+        crate::common::next_millisecond().await;
     }
 }
 
@@ -114,6 +115,7 @@ async fn an_exit_without_task_id_is_attributed_by_its_sources_or_reported() {
     for body in [&start, &exit] {
         let (status, _) = h.post("/callback", serde_json::to_vec(body).unwrap()).await;
         assert_eq!(status, StatusCode::OK);
+        crate::common::next_millisecond().await;
     }
     let task = h.ok("/api/tasks/118148").await;
     assert_eq!(task["phase"], "exited");

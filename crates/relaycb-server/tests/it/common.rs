@@ -119,6 +119,15 @@ impl Harness {
     }
 }
 
+/// Waits until the clock has moved to another millisecond. Bodies without
+/// a time of their own are ordered by arrival, to the millisecond; two
+/// posted within the same one would be ordered by event kind instead, so
+/// tests that post sequences wait between posts to stay deterministic
+/// however fast the disk is.
+pub(crate) async fn next_millisecond() {
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+}
+
 /// A runtime for tests whose body is a synchronous closure (insta's glob).
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()

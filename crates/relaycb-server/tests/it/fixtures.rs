@@ -63,6 +63,7 @@ fn sequences_fold_into_task_states_and_survive_a_restart() {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let (status, answer) = h.post("/callback", line).await;
                 assert_eq!(status, StatusCode::OK, "{answer}");
+                crate::common::next_millisecond().await;
             }
             let tasks = h.ok("/api/tasks").await;
             let ids: Vec<String> = tasks["tasks"]
