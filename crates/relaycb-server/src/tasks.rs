@@ -39,6 +39,10 @@ impl TaskBoard {
 
     /// Replaces the state with the fold of every stored event; used on start
     /// and after a failed commit (whose events were already observed).
+    ///
+    /// FIXME: start-up time grows with the number of stored events (each
+    /// is read and folded again); a persisted snapshot of the tracker would
+    /// bound it.
     pub(crate) fn reload(&self, reader: &dyn Reader) -> Result<(), StoreError> {
         let mut tracker = Tracker::new();
         let mut count = 0u64;

@@ -178,8 +178,10 @@ impl Backend for SqliteWriter {
         let dropped = self
             .conn
             .prepare_cached(
-                "DELETE FROM rejected WHERE id IN
-                     (SELECT id FROM rejected ORDER BY id DESC LIMIT -1 OFFSET ?1)",
+                // Ids are contiguous: AUTOINCREMENT never reuses one, a rolled
+                // back insert takes none, and only this trim deletes, oldest
+                // first. So everything at or below max - keep is the excess.
+                "DELETE FROM rejected WHERE id <= (SELECT max(id) FROM rejected) - ?1",
             )?
             .execute([keep])?;
         if dropped > 0 {
@@ -349,15 +351,31 @@ impl Reader for SqliteReader {
 
     fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
         self.with(|conn| {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE (?1 IS NULL OR task_id = ?1 OR attributed_to = ?1)
-                   AND (?2 IS NULL OR callback_event = ?2)
-                   AND (?3 IS NULL OR received_at_ms >= ?3)
-                   AND (?4 IS NULL OR id < ?4)
-                 ORDER BY id DESC LIMIT ?5"
-            );
+            // Only the conditions asked for, so that SQLite can pick the
+            // index that serves them.
+            let mut conditions = Vec::new();
+            if q.task_id.is_some() {
+                conditions.push("(task_id = ?1 OR attributed_to = ?1)");
+            }
+            if q.event.is_some() {
+                conditions.push("callback_event = ?2");
+            }
+            if q.since_ms.is_some() {
+                conditions.push("received_at_ms >= ?3");
+            }
+            if q.before_id.is_some() {
+                conditions.push("id < ?4");
+            }
+            let filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            };
+            let sql =
+                format!("SELECT {EVENT_COLUMNS} FROM events {filter} ORDER BY id DESC LIMIT ?5");
             let mut stmt = conn.prepare_cached(&sql)?;
+            // Unused parameters are bound all the same; SQLite allows it for
+            // numbered parameters up to the highest one used (?5).
             let mut rows = stmt.query(params![
                 q.task_id,
                 q.event,
