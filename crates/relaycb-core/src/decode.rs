@@ -29,45 +29,6 @@ pub struct Decoded {
     pub deviations: Vec<Deviation>,
 }
 
-/// The fast path: simd-json validates and indexes the whole body with
-/// vector instructions and unescapes strings in place, in buffers kept per
-/// thread. Whatever it refuses goes to serde_json, which has the last word.
-struct FastParser {
-    input: Vec<u8>,
-    buffers: simd_json::Buffers,
-}
-
-/// Bodies larger than this skip the fast path, so that one huge body does not
-/// keep its buffers alive for the thread's lifetime.
-const FAST_PATH_MAX_BYTES: usize = 1 << 20;
-
-/// serde_json's own nesting limit, applied to the fast path too.
-const MAX_DEPTH: usize = 128;
-
-thread_local! {
-    static FAST_PARSER: std::cell::RefCell<FastParser> = std::cell::RefCell::new(FastParser {
-        input: Vec::new(),
-        buffers: simd_json::Buffers::with_max_depth(1024, MAX_DEPTH),
-    });
-}
-
-impl FastParser {
-    /// Parses `bytes` and hands the document to `then`; `None` when the fast
-    /// parser refuses the body.
-    fn parse<T>(&mut self, bytes: &[u8], then: impl FnOnce(Document<'_>) -> T) -> Option<T> {
-        if bytes.len() > FAST_PATH_MAX_BYTES {
-            return None;
-        }
-        self.input.clear();
-        self.input.extend_from_slice(bytes);
-        let mut json =
-            simd_json::Deserializer::from_slice_with_buffers(&mut self.input, &mut self.buffers)
-                .ok()?;
-        let document = DocumentSeed(BODY_KEYS).deserialize(&mut json).ok()?;
-        Some(then(document))
-    }
-}
-
 /// Turns a parsed document into a callback.
 fn finish(cx: &mut Context, document: Document<'_>) -> Result<Callback, Error> {
     match document {
@@ -122,10 +83,16 @@ fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<De
             "body is empty: expected a JSON object",
         ));
     }
-    let fast = FAST_PARSER.with(|cell| {
-        let mut parser = cell.try_borrow_mut().ok().filter(|_| try_fast)?;
-        parser.parse(bytes, |document| finish(&mut cx, document))
-    });
+    let fast = try_fast
+        .then(|| {
+            crate::fast::with_parser(bytes, |input, buffers| {
+                let mut json =
+                    simd_json::Deserializer::from_slice_with_buffers(input, buffers).ok()?;
+                let document = DocumentSeed(BODY_KEYS).deserialize(&mut json).ok()?;
+                Some(finish(&mut cx, document))
+            })
+        })
+        .flatten();
     let callback = match fast {
         Some(result) => result?,
         // serde_json decides what the fast parser refused, and words the error.

@@ -24,6 +24,18 @@ impl DedupKey {
     /// Fails if and only if the body is not a JSON object.
     pub fn of_body(bytes: &[u8]) -> Result<DedupKey, Error> {
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let fast = crate::fast::with_parser(bytes, |input, buffers| {
+            let value = simd_json::borrowed::to_value_with_buffers(input, buffers).ok()?;
+            Some(match value {
+                simd_json::BorrowedValue::Object(object) => Ok(canonical_hash(|h| {
+                    h.object(object.iter().filter(|(k, _)| !is_signature(k)), hash_simd);
+                })),
+                _ => Err(not_an_object()),
+            })
+        });
+        if let Some(key) = fast {
+            return key;
+        }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::new(Category::Syntax, None, format!("body is not JSON: {e}")))?;
         DedupKey::of_value(value)
@@ -31,18 +43,12 @@ impl DedupKey {
 
     /// Computes the key of a callback body already parsed as JSON.
     pub fn of_value(value: Value) -> Result<DedupKey, Error> {
-        let Value::Object(mut object) = value else {
-            return Err(Error::new(
-                Category::NotRelay,
-                None,
-                "expected a JSON object",
-            ));
+        let Value::Object(object) = value else {
+            return Err(not_an_object());
         };
-        object.remove("t");
-        object.remove("sign");
-        let canonical = serde_json::to_vec(&sorted(Value::Object(object)))
-            .expect("a JSON value always serialises");
-        Ok(DedupKey(Sha256::digest(&canonical).into()))
+        Ok(canonical_hash(|h| {
+            h.object(object.iter().filter(|(k, _)| !is_signature(k)), hash_serde);
+        }))
     }
 
     /// The raw 32 bytes.
@@ -56,17 +62,114 @@ impl DedupKey {
     }
 }
 
-/// The value with every object's keys in sorted order, whichever map type
-/// serde_json was built with.
-fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(object) => {
-            let mut entries: Vec<(String, Value)> = object.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+fn not_an_object() -> Error {
+    Error::new(Category::NotRelay, None, "expected a JSON object")
+}
+
+fn is_signature(key: &str) -> bool {
+    key == "t" || key == "sign"
+}
+
+/// SHA-256 of a value's canonical JSON: compact, object keys sorted, strings
+/// escaped as serde_json escapes them, written straight into the hasher.
+/// Both parsers' values hash alike through it.
+fn canonical_hash(write: impl FnOnce(&mut Canonical)) -> DedupKey {
+    let mut canonical = Canonical(Sha256::new());
+    write(&mut canonical);
+    DedupKey(canonical.0.finalize().into())
+}
+
+struct Canonical(Sha256);
+
+impl Canonical {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn string(&mut self, s: &str) {
+        serde_json::to_writer(&mut *self, s).expect("hashing does not fail");
+    }
+
+    fn float(&mut self, f: f64) {
+        match serde_json::Number::from_f64(f) {
+            Some(n) => self.raw(n.to_string().as_bytes()),
+            None => self.raw(b"null"),
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
+    }
+
+    fn object<'v, K: AsRef<str> + 'v, V: 'v>(
+        &mut self,
+        entries: impl Iterator<Item = (&'v K, &'v V)>,
+        value: fn(&mut Canonical, &V),
+    ) {
+        let mut entries: Vec<(&str, &V)> = entries.map(|(k, v)| (k.as_ref(), v)).collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.raw(b"{");
+        for (i, (key, v)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                self.raw(b",");
+            }
+            self.string(key);
+            self.raw(b":");
+            value(self, v);
+        }
+        self.raw(b"}");
+    }
+
+    fn array<'v, V: 'v>(
+        &mut self,
+        items: impl Iterator<Item = &'v V>,
+        value: fn(&mut Canonical, &V),
+    ) {
+        self.raw(b"[");
+        for (i, v) in items.enumerate() {
+            if i > 0 {
+                self.raw(b",");
+            }
+            value(self, v);
+        }
+        self.raw(b"]");
+    }
+}
+
+impl std::io::Write for Canonical {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hash_serde(h: &mut Canonical, value: &Value) {
+    match value {
+        Value::Null => h.raw(b"null"),
+        Value::Bool(b) => h.raw(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => h.raw(i.to_string().as_bytes()),
+            (None, Some(u), _) => h.raw(u.to_string().as_bytes()),
+            (None, None, Some(f)) => h.float(f),
+            (None, None, None) => h.raw(n.to_string().as_bytes()),
+        },
+        Value::String(s) => h.string(s),
+        Value::Array(items) => h.array(items.iter(), hash_serde),
+        Value::Object(object) => h.object(object.iter(), hash_serde),
+    }
+}
+
+fn hash_simd(h: &mut Canonical, value: &simd_json::BorrowedValue<'_>) {
+    use simd_json::{BorrowedValue, StaticNode};
+    match value {
+        BorrowedValue::Static(StaticNode::Null) => h.raw(b"null"),
+        BorrowedValue::Static(StaticNode::Bool(b)) => h.raw(if *b { b"true" } else { b"false" }),
+        BorrowedValue::Static(StaticNode::I64(i)) => h.raw(i.to_string().as_bytes()),
+        BorrowedValue::Static(StaticNode::U64(u)) => h.raw(u.to_string().as_bytes()),
+        BorrowedValue::Static(StaticNode::F64(f)) => h.float(*f),
+        BorrowedValue::String(s) => h.string(s),
+        BorrowedValue::Array(items) => h.array(items.iter(), hash_simd),
+        BorrowedValue::Object(object) => h.object(object.iter(), hash_simd),
     }
 }
 
@@ -105,5 +208,45 @@ impl<'de> Deserialize<'de> for DedupKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(bytes: &[u8]) -> (DedupKey, DedupKey) {
+        let fast = DedupKey::of_body(bytes).unwrap();
+        let slow = DedupKey::of_value(serde_json::from_slice(bytes).unwrap()).unwrap();
+        (fast, slow)
+    }
+
+    #[test]
+    fn both_parsers_give_the_same_key() {
+        for body in [
+            &br#"{"b":1,"a":[1,-2,3.5,"x\u0000y",{"z":null,"y":true}],"t":5,"sign":"s"}"#[..],
+            br#"{"callback_event":"TaskStart","msg":"{\"task_start_time\":0}","big":18446744073709551615}"#,
+            br#"{"emoji":"\ud83d\ude00","tab":"\t","slash":"\/","e":1e3}"#,
+        ] {
+            let (fast, slow) = both(body);
+            assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn t_and_sign_do_not_count_and_everything_else_does() {
+        let a = DedupKey::of_body(br#"{"callback_event":"TaskStart","t":1,"sign":"x"}"#).unwrap();
+        let b =
+            DedupKey::of_body(br#"{ "sign":"y", "callback_event" : "TaskStart","t":"2"}"#).unwrap();
+        let c = DedupKey::of_body(br#"{"callback_event":"TaskStart","task_id":"1"}"#).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn the_key_reads_back_from_its_text() {
+        let key = DedupKey::of_body(br#"{"a":1}"#).unwrap();
+        assert_eq!(key.to_string().parse::<DedupKey>().unwrap(), key);
+        assert_eq!(key.to_string().len(), 64);
     }
 }

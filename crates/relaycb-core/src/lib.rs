@@ -40,6 +40,7 @@ mod deviation;
 mod encode;
 mod error;
 mod exit_code;
+mod fast;
 pub mod lifecycle;
 pub mod signature;
 mod wire;
