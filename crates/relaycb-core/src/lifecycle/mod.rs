@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 pub use anomaly::{Anomaly, AnomalyKind, EVENTS_KEPT};
-pub use task::{CurrentFile, LastExit, Phase, TaskState};
+pub use task::{CurrentFile, LastExit, Phase, TaskState, same_instant_rank};
 
 use crate::callback::{Callback, Event};
 use crate::dedup::DedupKey;
@@ -219,11 +219,13 @@ impl Tracker {
             .or_else(|| history.window.back().map(Entry::at_ms))
             .unwrap_or(0);
         self.latest_ms = Some(self.latest_ms.map_or(at_ms, |t| t.max(at_ms)));
+        let meta = task::Meta::of(callback, history.window.back().map(|e| &e.meta));
         history.insert(Entry::new(
             observation.id,
             at_ms,
             observation.key.short(),
             callback,
+            meta,
         ));
         Outcome::Applied {
             task_id,

@@ -5,6 +5,7 @@
 //! in order is the job of the history in `mod.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -145,9 +146,36 @@ pub(crate) struct Entry {
     /// start within the same instant, then the dedup key as a tie-break.
     pub(crate) order: (i64, u8, u64),
     pub(crate) kind: EntryKind,
+    /// Where the task streams; shared by consecutive entries that agree, so
+    /// the reorder window does not hold a copy per event.
+    pub(crate) meta: Arc<Meta>,
+}
+
+/// The stream name, destination and sources an event carried.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Meta {
     pub(crate) stream_id: Option<String>,
     pub(crate) to_url: Option<String>,
     pub(crate) source_urls: Vec<String>,
+}
+
+impl Meta {
+    /// The meta of a callback, reusing `previous` when it is the same.
+    pub(crate) fn of(callback: &Callback, previous: Option<&Arc<Meta>>) -> Arc<Meta> {
+        let stream_id = callback.stream_id.as_deref().filter(|s| !s.is_empty());
+        if let Some(previous) = previous
+            && previous.stream_id.as_deref() == stream_id
+            && previous.to_url == callback.to_url
+            && previous.source_urls == callback.source_urls
+        {
+            return Arc::clone(previous);
+        }
+        Arc::new(Meta {
+            stream_id: stream_id.map(str::to_owned),
+            to_url: callback.to_url.clone(),
+            source_urls: callback.source_urls.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,39 +200,56 @@ pub(crate) struct File {
 }
 
 impl Entry {
-    pub(crate) fn new(id: u64, at_ms: i64, key: u64, callback: &Callback) -> Entry {
+    pub(crate) fn new(
+        id: u64,
+        at_ms: i64,
+        key: u64,
+        callback: &Callback,
+        meta: Arc<Meta>,
+    ) -> Entry {
         let file = |f: &crate::callback::FileEvent| File {
             index: f.index,
             url: f.url.clone(),
             duration: f.duration,
         };
-        let (rank, kind) = match &callback.event {
-            Event::VodSourceFileFinish(f) => (0, EntryKind::FileFinish(file(f))),
-            Event::TaskExit(exit) => (
-                1,
-                EntryKind::Exit {
-                    code: exit.code,
-                    message: exit.message.clone(),
-                },
-            ),
-            Event::TaskStart { .. } => (2, EntryKind::Start),
-            Event::VodSourceFileStart(f) => (3, EntryKind::FileStart(file(f))),
-            Event::TaskAlarm { alarm } => (4, EntryKind::Alarm(alarm.clone())),
-            Event::ResetTaskConfig { .. } => (5, EntryKind::Reset),
-            Event::Unknown { .. } => (6, EntryKind::Unknown),
+        let kind = match &callback.event {
+            Event::VodSourceFileFinish(f) => EntryKind::FileFinish(file(f)),
+            Event::TaskExit(exit) => EntryKind::Exit {
+                code: exit.code,
+                message: exit.message.clone(),
+            },
+            Event::TaskStart { .. } => EntryKind::Start,
+            Event::VodSourceFileStart(f) => EntryKind::FileStart(file(f)),
+            Event::TaskAlarm { alarm } => EntryKind::Alarm(alarm.clone()),
+            Event::ResetTaskConfig { .. } => EntryKind::Reset,
+            Event::Unknown { .. } => EntryKind::Unknown,
         };
+        let rank = same_instant_rank(&callback.event);
         Entry {
             id,
             order: (at_ms, rank, key),
             kind,
-            stream_id: callback.stream_id.clone().filter(|s| !s.is_empty()),
-            to_url: callback.to_url.clone(),
-            source_urls: callback.source_urls.clone(),
+            meta,
         }
     }
 
     pub(crate) fn at_ms(&self) -> i64 {
         self.order.0
+    }
+}
+
+/// Where an event goes among events of the same instant: a file's finish
+/// before the next file's start, an exit before the restart, a task's start
+/// before its first file. Lower comes first.
+pub fn same_instant_rank(event: &Event) -> u8 {
+    match event {
+        Event::VodSourceFileFinish(_) => 0,
+        Event::TaskExit(_) => 1,
+        Event::TaskStart { .. } => 2,
+        Event::VodSourceFileStart(_) => 3,
+        Event::TaskAlarm { .. } => 4,
+        Event::ResetTaskConfig { .. } => 5,
+        Event::Unknown { .. } => 6,
     }
 }
 
@@ -259,14 +304,15 @@ impl Fold {
         s.events += 1;
         s.first_event_at_ms = Some(s.first_event_at_ms.map_or(at, |t| t.min(at)));
         s.last_event_at_ms = Some(s.last_event_at_ms.map_or(at, |t| t.max(at)));
-        if entry.stream_id.is_some() {
-            s.stream_id.clone_from(&entry.stream_id);
+        let meta = &entry.meta;
+        if meta.stream_id.is_some() && s.stream_id != meta.stream_id {
+            s.stream_id.clone_from(&meta.stream_id);
         }
-        if entry.to_url.is_some() {
-            s.to_url.clone_from(&entry.to_url);
+        if meta.to_url.is_some() && s.to_url != meta.to_url {
+            s.to_url.clone_from(&meta.to_url);
         }
-        if !entry.source_urls.is_empty() {
-            s.source_urls.clone_from(&entry.source_urls);
+        if !meta.source_urls.is_empty() && s.source_urls != meta.source_urls {
+            s.source_urls.clone_from(&meta.source_urls);
         }
         match &entry.kind {
             EntryKind::Start => {
