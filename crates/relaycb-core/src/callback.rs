@@ -200,6 +200,18 @@ impl AlarmKind {
         })
     }
 
+    /// What the alarm means, in words an operator understands.
+    pub fn meaning(&self) -> &'static str {
+        match self {
+            AlarmKind::PullFileUnstable => "pulling the source is unstable",
+            AlarmKind::PushStreamUnstable => "pushing to the destination is unstable",
+            AlarmKind::PullFileFailed => "pulling the source failed",
+            AlarmKind::PushStreamFailed => "pushing to the destination failed",
+            AlarmKind::FileEndEarly => "a file ended before its expected duration",
+            AlarmKind::Other(_) => "an alarm type the documentation does not list",
+        }
+    }
+
     /// The alarm type as Tencent spells it.
     pub fn as_str(&self) -> &str {
         match self {

@@ -4,9 +4,7 @@
 
 use std::fmt::Write as _;
 
-use relaycb_core::{
-    AlarmKind, Callback, DecodeOptions, Decoded, DedupKey, Event, decode_with, explain,
-};
+use relaycb_core::{Callback, DecodeOptions, Decoded, DedupKey, Event, decode_with, explain};
 use serde_json::json;
 
 use crate::console::{Console, Style};
@@ -255,7 +253,7 @@ fn msg_lines(c: &Callback, console: &Console<'_>) -> Vec<(&'static str, String)>
         }
         Event::TaskAlarm { alarm } => {
             let text = match alarm {
-                Some(kind) => format!("{kind}: {}", alarm_words(kind)),
+                Some(kind) => format!("{kind}: {}", kind.meaning()),
                 None => "(type not given)".into(),
             };
             lines.push(("alarm", text));
@@ -273,18 +271,6 @@ fn msg_lines(c: &Callback, console: &Console<'_>) -> Vec<(&'static str, String)>
         lines.push(("msg extra", format!("{key} = {value}")));
     }
     lines
-}
-
-/// What an alarm type means, in words.
-pub(crate) fn alarm_words(kind: &AlarmKind) -> &'static str {
-    match kind {
-        AlarmKind::PullFileUnstable => "pulling the source is unstable",
-        AlarmKind::PushStreamUnstable => "pushing to the destination is unstable",
-        AlarmKind::PullFileFailed => "pulling the source failed",
-        AlarmKind::PushStreamFailed => "pushing to the destination failed",
-        AlarmKind::FileEndEarly => "a file ended before its expected duration",
-        AlarmKind::Other(_) => "an alarm type the documentation does not list",
-    }
 }
 
 fn signature(c: &Callback) -> String {
