@@ -103,7 +103,12 @@ impl Canonical {
         value: fn(&mut Canonical, &V),
     ) {
         let mut entries: Vec<(&str, &V)> = entries.map(|(k, v)| (k.as_ref(), v)).collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // A stable sort keeps repeated keys in document order; the last one
+        // counts, as it does when decoding (simd-json keeps every repeat).
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        entries.reverse();
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        entries.reverse();
         self.raw(b"{");
         for (i, (key, v)) in entries.into_iter().enumerate() {
             if i > 0 {
@@ -227,6 +232,7 @@ mod tests {
             &br#"{"b":1,"a":[1,-2,3.5,"x\u0000y",{"z":null,"y":true}],"t":5,"sign":"s"}"#[..],
             br#"{"callback_event":"TaskStart","msg":"{\"task_start_time\":0}","big":18446744073709551615}"#,
             br#"{"emoji":"\ud83d\ude00","tab":"\t","slash":"\/","e":1e3}"#,
+            br#"{"task_id":"1","a":2,"task_id":"2"}"#,
         ] {
             let (fast, slow) = both(body);
             assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
