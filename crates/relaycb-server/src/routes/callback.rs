@@ -38,6 +38,9 @@ const HEADERS_KEPT: [&str; 7] = [
     "host",
 ];
 
+/// How long a callback body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a callback was refused.
 struct Refusal {
     status: StatusCode,
@@ -81,9 +84,21 @@ pub(crate) async fn receive(State(state): State<AppState>, request: Request) -> 
         .map(|ConnectInfo(addr)| addr.to_string());
     let headers = kept_headers(&parts.headers);
 
-    let body = match read_limited(body, state.config.max_body).await {
-        Ok(body) => body,
-        Err(error) => {
+    let read = tokio::time::timeout(BODY_TIMEOUT, read_limited(body, state.config.max_body));
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Err(_) => {
+            // A sender that trickles its body would otherwise hold its
+            // connection for ever.
+            tracing::warn!(timeout = ?BODY_TIMEOUT, "callback body did not arrive in time");
+            telemetry::record(None, None, "timeout");
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            )
+            .into_response();
+        }
+        Ok(Err(error)) => {
             // Nothing complete to keep: the sender went away or broke the
             // framing. Tencent will retry.
             tracing::warn!(%error, "callback body could not be read");
@@ -295,10 +310,6 @@ async fn refuse(
 
 /// Reads at most `limit` bytes; when the body is longer, keeps the first
 /// `limit` bytes and says so.
-///
-/// FIXME: there is no time limit on reading: a sender that trickles its
-/// body holds its connection open. A timeout layer (or a reverse proxy in
-/// front) is needed before exposing the server to untrusted networks.
 async fn read_limited(mut body: Body, limit: usize) -> Result<ReadBody, axum::Error> {
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
