@@ -219,6 +219,7 @@ impl<'de> Deserialize<'de> for DedupKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn both(bytes: &[u8]) -> (DedupKey, DedupKey) {
         let fast = DedupKey::of_body(bytes).unwrap();
@@ -236,6 +237,31 @@ mod tests {
         ] {
             let (fast, slow) = both(body);
             assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    proptest::proptest! {
+        /// Bodies written by hand as text, so that keys may repeat and
+        /// numbers and escapes take every form.
+        #[test]
+        fn both_parsers_agree_on_generated_bodies(
+            fields in proptest::collection::vec(
+                ("[a-c]{1,2}", proptest::prop_oneof![
+                    proptest::num::i64::ANY.prop_map(|n| n.to_string()),
+                    proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                    proptest::num::f64::NORMAL.prop_map(|f| format!("{f:e}")),
+                    "\\PC{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                    proptest::strategy::Just("[1,{\"x\":null,\"x\":true}]".to_owned()),
+                ]),
+                0..8,
+            )
+        ) {
+            let body = format!(
+                "{{{}}}",
+                fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(",")
+            );
+            let (fast, slow) = both(body.as_bytes());
+            proptest::prop_assert_eq!(fast, slow, "{}", body);
         }
     }
 
