@@ -210,6 +210,13 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, batch = size, "store write failed; the batch is refused and will be retried by its senders");
                 self.backend.rollback();
+                if observed {
+                    // The tracker saw events that were rolled back: put it
+                    // back as the store is before anyone hears of the failure.
+                    if let Err(error) = self.board.reload(&*self.reader) {
+                        tracing::error!(%error, "could not rebuild task state after a failed write");
+                    }
+                }
                 for reply in replies {
                     let _ = match reply {
                         Reply::Event(tx, _) => tx.send(Err(StoreError::Failed)).map_err(drop),
@@ -219,12 +226,6 @@ impl Writer {
                 }
                 for command in failed {
                     fail(command);
-                }
-                if observed {
-                    // The tracker saw events that were rolled back.
-                    if let Err(error) = self.board.reload(&*self.reader) {
-                        tracing::error!(%error, "could not rebuild task state after a failed write");
-                    }
                 }
             }
         }
@@ -371,4 +372,139 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::store::{EventQuery, EventRow, RejectedRow, ReplayRow, Upserted};
+
+    /// A backend that keeps nothing and whose commits fail while `broken`.
+    struct Flaky {
+        broken: Arc<AtomicBool>,
+        next_id: i64,
+    }
+
+    impl Backend for Flaky {
+        fn begin(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError> {
+            self.next_id += 1;
+            Ok(Upserted {
+                id: self.next_id,
+                deliveries: 1,
+                task: event.task_id.clone(),
+            })
+        }
+        fn attribute(&mut self, _: i64, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn insert_rejected(&mut self, _: &NewRejected) -> Result<i64, StoreError> {
+            Ok(1)
+        }
+        fn trim_rejected(&mut self, _: u64) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn probe(&mut self, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            if self.broken.load(Ordering::SeqCst) {
+                Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery))
+            } else {
+                Ok(())
+            }
+        }
+        fn rollback(&mut self) {}
+        fn close(self: Box<Self>) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A store that holds nothing, as after a rolled back first write.
+    struct Empty;
+
+    impl Reader for Empty {
+        fn replay(&self, _: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn duplicates_by_task(&self) -> Result<Vec<(String, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn events(&self, _: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn event(&self, _: i64) -> Result<Option<EventRow>, StoreError> {
+            Ok(None)
+        }
+        fn timeline(&self, _: &str) -> Result<Vec<EventRow>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn rejected(&self, _: Option<i64>, _: usize) -> Result<Vec<RejectedRow>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn rejected_one(&self, _: i64) -> Result<Option<RejectedRow>, StoreError> {
+            Ok(None)
+        }
+        fn rejected_dropped(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn event() -> NewEvent {
+        let body = br#"{"callback_event":"TaskStart","event_type":314,"task_id":"7"}"#;
+        let decoded = relaycb_core::decode(body).unwrap();
+        NewEvent {
+            dedup_key: String::new(),
+            task_id: Some("7".to_owned()),
+            callback_event: "TaskStart".to_owned(),
+            event_time: None,
+            occurred_at_ms: None,
+            received_at_ms: 1,
+            raw: body.to_vec(),
+            decoded: String::new(),
+            deviations: "[]".to_owned(),
+            headers: "{}".to_owned(),
+            peer: None,
+            key: relaycb_core::DedupKey::of_body(body).unwrap(),
+            callback: decoded.callback,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_answers_an_error_and_forgets_what_it_folded() {
+        let broken = Arc::new(AtomicBool::new(true));
+        let board = Arc::new(TaskBoard::default());
+        let store = StoreHandle::spawn(
+            Box::new(Flaky {
+                broken: broken.clone(),
+                next_id: 0,
+            }),
+            Arc::new(Empty),
+            board.clone(),
+            Arc::new(Metrics::default()),
+            10,
+        )
+        .unwrap();
+
+        let refused = store.accept(event()).await;
+        assert!(matches!(refused, Err(StoreError::Failed)), "{refused:?}");
+        assert!(
+            board.task("7", 0).is_none(),
+            "a write that was not committed must not show in task state"
+        );
+
+        broken.store(false, Ordering::SeqCst);
+        let stored = store.accept(event()).await.unwrap();
+        assert!(!stored.duplicate);
+        assert_eq!(board.task("7", 0).unwrap().starts, 1);
+        store.close().await.unwrap();
+        assert!(matches!(
+            store.accept(event()).await,
+            Err(StoreError::Closed)
+        ));
+    }
 }
