@@ -1,0 +1,125 @@
+//! The read-only JSON API: tasks, stored events and refused callbacks.
+//!
+//! Times are given twice: `*_at` in RFC 3339 for people, `*_at_ms` in
+//! milliseconds since the epoch for programs. Lists of events and refusals
+//! are newest first and paginated with an opaque `cursor` taken from the
+//! previous page's `next_cursor` (`null` on the last page).
+
+mod events;
+mod rejected;
+mod tasks;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+pub(crate) use events::{event, event_raw, events};
+pub(crate) use rejected::{rejected, rejected_one, rejected_raw};
+pub(crate) use tasks::{task, tasks};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::store::StoreError;
+
+/// Page size when none is asked for.
+const DEFAULT_LIMIT: usize = 100;
+/// Largest page served.
+const MAX_LIMIT: usize = 1000;
+
+/// Middleware: when `--api-token` is set, every API route needs
+/// `Authorization: Bearer <token>`.
+pub(crate) async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &state.config.api_token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes())));
+        if !ok {
+            let message = if given.is_none() {
+                "API token missing: send Authorization: Bearer <token>"
+            } else {
+                "API token mismatch"
+            };
+            return ApiError::unauthorized(message).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+pub(super) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+}
+
+pub(super) fn store_failed(error: &StoreError) -> ApiError {
+    tracing::error!(%error, "store read failed");
+    ApiError::internal()
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub(super) fn rfc3339(ms: i64) -> Option<String> {
+    let ms = u64::try_from(ms).ok()?;
+    let time = UNIX_EPOCH.checked_add(Duration::from_millis(ms))?;
+    Some(humantime::format_rfc3339_millis(time).to_string())
+}
+
+pub(super) fn limit(asked: Option<usize>) -> Result<usize, ApiError> {
+    match asked {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}, found {n}"
+        ))),
+    }
+}
+
+pub(super) fn cursor(text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid cursor {t:?}")))
+        })
+        .transpose()
+}
+
+/// The raw body in JSON: as text when it is UTF-8, else as hex.
+pub(super) fn raw_fields(view: &mut Value, raw: &[u8]) {
+    match std::str::from_utf8(raw) {
+        Ok(text) => {
+            view["raw"] = json!(text);
+            view["raw_hex"] = Value::Null;
+        }
+        Err(_) => {
+            view["raw"] = Value::Null;
+            view["raw_hex"] = json!(hex::encode(raw));
+        }
+    }
+}
+
+pub(super) fn parse_id(text: &str) -> Result<i64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("expected a numeric id, found {text:?}")))
+}
+
+pub(super) fn raw_response(raw: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        raw,
+    )
+        .into_response()
+}

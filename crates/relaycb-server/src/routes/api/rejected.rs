@@ -1,0 +1,80 @@
+//! `GET /api/rejected`, `/api/rejected/{id}` and `/api/rejected/{id}/raw`:
+//! what was refused, why, and the bytes that were read.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::{cursor, limit, parse_id, query, raw_fields, raw_response, rfc3339, store_failed};
+use crate::error::ApiError;
+use crate::routes::AppState;
+use crate::store::RejectedRow;
+
+fn rejected_view(row: &RejectedRow) -> Value {
+    let mut view = serde_json::to_value(row).expect("rows serialise");
+    view["received_at"] = json!(rfc3339(row.received_at_ms));
+    view
+}
+
+#[derive(serde::Deserialize)]
+struct PageParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/rejected?limit=&cursor=`
+pub(crate) async fn rejected(
+    State(state): State<AppState>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let params: PageParams = query(&uri)?;
+    let before = cursor(params.cursor.as_deref())?;
+    let page = limit(params.limit)?;
+    let (rows, dropped) = state
+        .store
+        .read(move |r| Ok((r.rejected(before, page)?, r.rejected_dropped()?)))
+        .await
+        .map_err(|e| store_failed(&e))?;
+    let next_cursor = (rows.len() == page)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    let rejected: Vec<Value> = rows.into_iter().map(|r| rejected_view(&r)).collect();
+    Ok(Json(json!({
+        "rejected": rejected,
+        "next_cursor": next_cursor,
+        "dropped": dropped,
+    })))
+}
+
+async fn load_rejected(state: &AppState, id: &str) -> Result<RejectedRow, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .store
+        .read(move |r| r.rejected_one(id))
+        .await
+        .map_err(|e| store_failed(&e))?
+        .ok_or_else(|| ApiError::not_found(format!("no rejected callback {id}")))
+}
+
+/// `GET /api/rejected/{id}`: what was refused, why, and the bytes read.
+pub(crate) async fn rejected_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mut row = load_rejected(&state, &id).await?;
+    let raw = row.raw.take().unwrap_or_default();
+    let mut view = rejected_view(&row);
+    raw_fields(&mut view, &raw);
+    Ok(Json(view))
+}
+
+/// `GET /api/rejected/{id}/raw`: the bytes read, exactly.
+pub(crate) async fn rejected_raw(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = load_rejected(&state, &id).await?;
+    Ok(raw_response(row.raw.unwrap_or_default()))
+}

@@ -1,0 +1,196 @@
+//! `GET /api/tasks` and `GET /api/tasks/{task_id}`: the task state folded
+//! by relaycb-core, shown with readable times.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use relaycb_core::lifecycle::{Anomaly, CurrentFile, LastExit, Phase};
+use relaycb_core::{Explanation, TaskState};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::events::event_view;
+use super::{query, rfc3339, store_failed};
+use crate::error::ApiError;
+use crate::routes::AppState;
+use crate::store::writer::now_ms;
+
+#[derive(Serialize)]
+struct TaskView {
+    task_id: String,
+    stream_id: Option<String>,
+    to_url: Option<String>,
+    source_urls: Vec<String>,
+    phase: Phase,
+    current_file: Option<CurrentFileView>,
+    starts: u64,
+    restarts: u64,
+    files_started: u64,
+    files_finished: u64,
+    loops: u64,
+    alarms: BTreeMap<String, u64>,
+    exits: BTreeMap<String, u64>,
+    last_exit: Option<LastExitView>,
+    config_resets: u64,
+    unknown_events: u64,
+    anomalies: Vec<AnomalyView>,
+    /// Distinct events folded (`events` in the detail view is the timeline).
+    event_count: u64,
+    duplicates: u64,
+    first_event_at: Option<String>,
+    first_event_at_ms: Option<i64>,
+    last_event_at: Option<String>,
+    last_event_at_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct CurrentFileView {
+    index: Option<u32>,
+    url: Option<String>,
+    duration: Option<u64>,
+    started_at: Option<String>,
+    started_at_ms: i64,
+    expected_end_at: Option<String>,
+    expected_end_ms: Option<i64>,
+    event: u64,
+}
+
+#[derive(Serialize)]
+struct LastExitView {
+    code: Option<i64>,
+    message: Option<String>,
+    explanation: Option<Explanation>,
+    at: Option<String>,
+    at_ms: i64,
+    event: u64,
+}
+
+#[derive(Serialize)]
+struct AnomalyView {
+    kind: &'static str,
+    count: u64,
+    detail: String,
+    at: Option<String>,
+    at_ms: i64,
+    events: Vec<u64>,
+}
+
+impl From<TaskState> for TaskView {
+    fn from(t: TaskState) -> Self {
+        TaskView {
+            current_file: t.current_file.map(|f: CurrentFile| CurrentFileView {
+                index: f.index,
+                url: f.url,
+                duration: f.duration,
+                started_at: rfc3339(f.started_at_ms),
+                started_at_ms: f.started_at_ms,
+                expected_end_at: f.expected_end_ms.and_then(rfc3339),
+                expected_end_ms: f.expected_end_ms,
+                event: f.event,
+            }),
+            last_exit: t.last_exit.map(|e: LastExit| LastExitView {
+                code: e.code,
+                message: e.message,
+                explanation: e.explanation,
+                at: rfc3339(e.at_ms),
+                at_ms: e.at_ms,
+                event: e.event,
+            }),
+            anomalies: t
+                .anomalies
+                .into_iter()
+                .map(|a: Anomaly| AnomalyView {
+                    kind: a.kind.as_str(),
+                    count: a.count,
+                    detail: a.detail,
+                    at: rfc3339(a.at_ms),
+                    at_ms: a.at_ms,
+                    events: a.events,
+                })
+                .collect(),
+            first_event_at: t.first_event_at_ms.and_then(rfc3339),
+            last_event_at: t.last_event_at_ms.and_then(rfc3339),
+            task_id: t.task_id,
+            stream_id: t.stream_id,
+            to_url: t.to_url,
+            source_urls: t.source_urls,
+            phase: t.phase,
+            starts: t.starts,
+            restarts: t.restarts,
+            files_started: t.files_started,
+            files_finished: t.files_finished,
+            loops: t.loops,
+            alarms: t.alarms,
+            exits: t.exits,
+            config_resets: t.config_resets,
+            unknown_events: t.unknown_events,
+            event_count: t.events,
+            duplicates: t.duplicates,
+            first_event_at_ms: t.first_event_at_ms,
+            last_event_at_ms: t.last_event_at_ms,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TasksParams {
+    phase: Option<String>,
+    has_anomalies: Option<bool>,
+}
+
+/// `GET /api/tasks?phase=&has_anomalies=`: every task, ordered by task id,
+/// and the latest events that could not be attributed to any task.
+pub(crate) async fn tasks(
+    State(state): State<AppState>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let params: TasksParams = query(&uri)?;
+    let phase = params
+        .phase
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<Phase>()
+                .map_err(|e| ApiError::bad_request(format!("phase: {e}")))
+        })
+        .transpose()?;
+    let tasks: Vec<TaskView> = state
+        .board
+        .tasks(now_ms())
+        .into_iter()
+        .filter(|t| phase.is_none_or(|p| t.phase == p))
+        .filter(|t| {
+            params
+                .has_anomalies
+                .is_none_or(|want| want != t.anomalies.is_empty())
+        })
+        .map(TaskView::from)
+        .collect();
+    let (unattributed, unattributed_total) = state.board.unattributed();
+    Ok(Json(json!({
+        "tasks": tasks,
+        "unattributed": unattributed,
+        "unattributed_total": unattributed_total,
+    })))
+}
+
+/// `GET /api/tasks/{task_id}`: the task at the top level, and its events
+/// in event order.
+pub(crate) async fn task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(task) = state.board.task(&task_id, now_ms()) else {
+        return Err(ApiError::not_found(format!("no task {task_id:?}")));
+    };
+    let id = task_id.clone();
+    let rows = state
+        .store
+        .read(move |r| r.timeline(&id))
+        .await
+        .map_err(|e| store_failed(&e))?;
+    let mut view = serde_json::to_value(TaskView::from(task)).expect("views serialise");
+    view["events"] = Value::Array(rows.into_iter().map(|r| event_view(&r)).collect());
+    Ok(Json(view))
+}
