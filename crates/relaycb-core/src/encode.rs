@@ -22,7 +22,13 @@ pub fn to_wire(callback: &Callback) -> Value {
     if let Some(appid) = callback.appid {
         body.insert("appid".into(), appid.into());
     }
-    body.insert("callback_event".into(), callback.event.name().into());
+    let name = match (&callback.event, &callback.raw_msg) {
+        // A msg kept as text cannot carry the alarm type; the event name,
+        // the other documented place for it, can.
+        (Event::TaskAlarm { alarm: Some(kind) }, Some(_)) => kind.as_str(),
+        (event, _) => event.name(),
+    };
+    body.insert("callback_event".into(), name.into());
     body.insert("event_type".into(), RELAY_EVENT_TYPE.into());
     let text = |v: &Option<String>| v.clone().map(Value::String);
     let fields = [
