@@ -4,7 +4,9 @@
 //! - `ci`: formatting check, clippy with warnings denied on every target,
 //!   then the whole test suite, as CI runs it.
 //! - `fuzz`: the decoder under libFuzzer, seeded with the fixtures.
+//! - `bench`: every speed and memory target beside its reference.
 
+mod bench;
 mod ci;
 mod fuzz;
 
@@ -17,6 +19,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        // Internal: the no-op server the ingest benchmark measures as its floor.
+        Some("bench-floor") => bench::floor::run(&args[1..]),
         Some("-h" | "--help") | None => {
             print!("{}", usage());
             return ExitCode::SUCCESS;
@@ -39,7 +44,8 @@ fn usage() -> &'static str {
     "usage: cargo xtask <task>\n\n\
      tasks:\n  \
      ci        fmt check, clippy -D warnings on all targets, the whole test suite\n  \
-     fuzz      run the decoder under libFuzzer [--time SECONDS], keep what fails\n"
+     fuzz      run the decoder under libFuzzer [--time SECONDS], keep what fails\n  \
+     bench     measure every speed and memory target against its reference [--quick]\n"
 }
 
 /// The workspace's top folder (xtask lives one level below it).

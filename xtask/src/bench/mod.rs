@@ -1,0 +1,273 @@
+//! `cargo xtask bench [--quick]`: every speed and memory target of
+//! relaycb measured beside its reference in the same run (issue 5), on a
+//! machine that is usually shared, so that only ratios taken round by
+//! round mean much.
+//!
+//! 1–2. ingest: relaycb-server vs a no-op axum floor and a Python handler
+//!      (`ingest`), driven by one load generator (`load`);
+//! 3.   decode: typed decode vs `serde_json::Value` (`decode`);
+//! 4.   analyze: `relaycb analyze` vs `jq` and `wc -l` (`analyze`);
+//! 5.   scale: ingest with 10k, 100k, 1M events stored (`scale`).
+//!
+//! It builds what it measures in release mode (and re-runs itself from a
+//! release build, since a debug load generator or floor would measure
+//! nothing useful), writes `target/bench/report.md`, and fails naming each
+//! missed target and by how much. Quick mode is meant to finish in under
+//! two minutes, the full run in under fifteen; every loop is bounded in
+//! count and time, and all traffic stays on 127.0.0.1.
+
+mod analyze;
+mod decode;
+pub(crate) mod floor;
+mod ingest;
+mod load;
+mod report;
+mod scale;
+mod servers;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+
+use report::Report;
+use servers::Programs;
+use stats::Machine;
+
+/// Set by the debug `cargo xtask bench` for the release build it runs, to
+/// say that everything is built already.
+const BUILT_ENV: &str = "RELAYCB_BENCH_BUILT";
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) quick: bool,
+    /// Rounds of each HTTP comparison.
+    pub(crate) rounds: usize,
+    /// Answers not counted at the start of each HTTP run.
+    pub(crate) warmup: Duration,
+    /// Counted part of each HTTP run.
+    pub(crate) window: Duration,
+    pub(crate) decode_rounds: usize,
+    pub(crate) analyze_rounds: usize,
+    /// Size of the generated log.
+    pub(crate) analyze_bytes: u64,
+    /// Stored events before each scale measurement.
+    pub(crate) scale_levels: Vec<usize>,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                rounds: 3,
+                warmup: Duration::from_millis(250),
+                window: Duration::from_millis(1000),
+                decode_rounds: 200,
+                analyze_rounds: 3,
+                analyze_bytes: 100_000_000,
+                scale_levels: vec![10_000, 100_000],
+            }
+        } else {
+            Plan {
+                quick,
+                rounds: 5,
+                warmup: Duration::from_millis(500),
+                window: Duration::from_secs(3),
+                decode_rounds: 400,
+                analyze_rounds: 3,
+                analyze_bytes: 1_000_000_000,
+                scale_levels: vec![10_000, 100_000, 1_000_000],
+            }
+        }
+    }
+}
+
+/// Runs `cargo xtask bench [--quick]`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let quick = match args {
+        [] => false,
+        [flag] if flag == "--quick" => true,
+        other => bail!("usage: cargo xtask bench [--quick], found {other:?}"),
+    };
+    let root = crate::workspace_root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let release = target.join("release");
+    if cfg!(debug_assertions) {
+        build(&root, &["relaycb-server", "relaycb-cli", "xtask"])?;
+        let status = Command::new(release.join("xtask"))
+            .arg("bench")
+            .args(args)
+            .env(BUILT_ENV, "1")
+            .status()
+            .context("cannot run the release build of xtask")?;
+        if status.success() {
+            return Ok(());
+        }
+        bail!("the benchmark failed ({status})");
+    }
+    if std::env::var_os(BUILT_ENV).is_none() {
+        build(&root, &["relaycb-server", "relaycb-cli"])?;
+    }
+    measure(&Plan::new(quick), &root, &target)
+}
+
+/// `cargo build --release` of the given packages.
+fn build(root: &Path, packages: &[&str]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(root).args(["build", "--release"]);
+    for p in packages {
+        command.args(["-p", p]);
+    }
+    eprintln!("bench: cargo build --release -p {}", packages.join(" -p "));
+    let status = command.status().context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release failed ({status})");
+    }
+    Ok(())
+}
+
+fn measure(plan: &Plan, root: &Path, target: &Path) -> Result<()> {
+    let began = Instant::now();
+    let machine = Machine::detect();
+    let load_before = stats::load_average();
+    eprintln!(
+        "bench: {} run on {machine}, load average {load_before}",
+        if plan.quick { "quick" } else { "full" }
+    );
+    let release = target.join("release");
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let relaycb = release.join("relaycb");
+    let mut report = Report::default();
+    let programs = Programs {
+        relaycb_server: release.join("relaycb-server"),
+        xtask: std::env::current_exe().context("cannot find this program")?,
+        python: find_python(root, &mut report),
+    };
+
+    decode::run(plan, &mut report).context("decode benchmark")?;
+
+    let log = out.join("log.jsonl");
+    analyze::generate_log(&relaycb, plan.analyze_bytes, &log).context("generating the log")?;
+    analyze::run(plan, &relaycb, &log, &mut report).context("analyze benchmark")?;
+
+    let bodies = Arc::new(read_bodies(&log)?);
+    eprintln!("bench: {} unique callbacks to send", bodies.len());
+    ingest::run(plan, &programs, &bodies, &mut report).context("ingest benchmark")?;
+    scale::run(plan, &programs, &bodies, &mut report).context("scale benchmark")?;
+    drop(bodies);
+    std::fs::remove_file(&log).with_context(|| format!("cannot remove {}", log.display()))?;
+
+    let load_after = stats::load_average();
+    let preamble = format!(
+        "# relaycb benchmarks\n\n\
+         - date: {}\n- mode: {}\n- commit: {}\n- machine: {machine}\n\
+         - load average (1 5 15 min): {load_before} before, {load_after} after\n\
+         - took: {:.0} s\n- reproduce: `cargo xtask bench{}`\n",
+        utc_now(),
+        if plan.quick {
+            "quick (`--quick`)"
+        } else {
+            "full"
+        },
+        commit(root),
+        began.elapsed().as_secs_f64(),
+        if plan.quick { " --quick" } else { "" },
+    );
+    let path = out.join("report.md");
+    std::fs::write(&path, report.markdown(&preamble))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!();
+    for t in &report.targets {
+        eprintln!("{}", t.line());
+    }
+    eprintln!(
+        "\nbench: {machine}; load average {load_after}; {:.0} s; report in {}",
+        began.elapsed().as_secs_f64(),
+        path.display()
+    );
+    let missed = report.missed();
+    if missed.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = missed.iter().map(|t| format!("  {}", t.line())).collect();
+    bail!("{} target(s) missed:\n{}", missed.len(), names.join("\n"))
+}
+
+/// Every line of the log, each a callback body.
+fn read_bodies(log: &Path) -> Result<Vec<Bytes>> {
+    let all =
+        Bytes::from(std::fs::read(log).with_context(|| format!("cannot read {}", log.display()))?);
+    let mut bodies = Vec::new();
+    let mut start = 0;
+    for (i, &b) in all.iter().enumerate() {
+        if b == b'\n' {
+            if i > start {
+                bodies.push(all.slice(start..i));
+            }
+            start = i + 1;
+        }
+    }
+    if start < all.len() {
+        bodies.push(all.slice(start..));
+    }
+    Ok(bodies)
+}
+
+/// Python 3 with sqlite3 and the alternative's script, or a skip note.
+fn find_python(root: &Path, report: &mut Report) -> Option<(PathBuf, PathBuf)> {
+    let script = root.join("xtask/bench/alternative.py");
+    let ok = Command::new("python3")
+        .args(["-c", "import sqlite3, http.server"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(("python3".into(), script))
+    } else {
+        report
+            .skip("the Python alternative: `python3` with sqlite3 was not found (install python3)");
+        None
+    }
+}
+
+/// The current time in UTC, as `date -u` prints it.
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+/// The commit measured, marked when the tree has changes.
+fn commit(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head} (with uncommitted changes)")
+    } else {
+        head
+    }
+}
