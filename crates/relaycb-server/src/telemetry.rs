@@ -9,6 +9,7 @@
 
 pub(crate) mod metrics;
 
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -22,11 +23,16 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Sets up the global subscriber: `RUST_LOG` filters (default `info`),
-/// lines in the chosen format on standard error.
+/// lines in the chosen format on standard error, coloured only when
+/// standard error is a terminal and `NO_COLOR` is not set (a log file or a
+/// journal gets plain text).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     // `try_init`: a second call (tests) keeps the first subscriber.
     let _ = match format {
