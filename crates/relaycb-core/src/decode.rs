@@ -146,6 +146,15 @@ fn syntax_error(bytes: &[u8], e: &serde_json::Error) -> Error {
     Error::new(Category::Syntax, None, message)
 }
 
+/// What a fraction part means in an integer field.
+#[derive(Clone, Copy, PartialEq)]
+enum Precision {
+    /// Counts, ids, indexes and codes: a fraction makes the value unusable.
+    Exact,
+    /// Times and durations: a fraction below the unit is dropped.
+    Time,
+}
+
 /// Which type the documentation gives a field in its samples.
 #[derive(Clone, Copy, PartialEq)]
 enum Documented {
@@ -248,7 +257,7 @@ impl Context {
         callback.to_url = self.text("to_url", body.take(body::TO_URL), true)?;
         callback.source_urls = self.source_urls(body.take(body::SOURCE_URLS))?;
         callback.callback_url = self.text("callback_url", body.take(body::CALLBACK_URL), false)?;
-        callback.event_time = self.integer(
+        callback.event_time = self.time(
             "event_time",
             body.take(body::EVENT_TIME),
             Documented::String,
@@ -320,7 +329,7 @@ impl Context {
         let flag = is_object;
         callback.event = match name {
             "TaskStart" => Event::TaskStart {
-                task_start_time: self.integer(
+                task_start_time: self.time(
                     "msg.task_start_time",
                     fields.take(msg::TASK_START_TIME),
                     Documented::Number,
@@ -332,7 +341,7 @@ impl Context {
                 Event::VodSourceFileFinish(self.file_event(&mut fields, flag)?)
             }
             "TaskExit" => Event::TaskExit(TaskExit {
-                task_exit_time: self.integer(
+                task_exit_time: self.time(
                     "msg.task_exit_time",
                     fields.take(msg::TASK_EXIT_TIME),
                     Documented::Number,
@@ -394,7 +403,7 @@ impl Context {
             .map(|n| in_range::<u32>("msg.index", n, "a playlist index from 0"))
             .transpose()?;
         let duration = self
-            .integer(
+            .time(
                 "msg.duration",
                 fields.take(msg::DURATION),
                 Documented::Number,
@@ -600,12 +609,37 @@ impl Context {
     }
 
     /// Reads an integer field; strings holding an integer are accepted.
+    /// Reads an integer field: a count, an id, an index or a code, where a
+    /// fraction means the value is not what it claims to be.
     fn integer(
         &mut self,
         path: &str,
         value: Option<Loose<'_>>,
         documented: Documented,
         required: bool,
+    ) -> Result<Option<i64>, Error> {
+        self.number(path, value, documented, required, Precision::Exact)
+    }
+
+    /// Reads a time or a duration in whole units (seconds or milliseconds):
+    /// a finer fraction is dropped, and reported.
+    fn time(
+        &mut self,
+        path: &str,
+        value: Option<Loose<'_>>,
+        documented: Documented,
+        required: bool,
+    ) -> Result<Option<i64>, Error> {
+        self.number(path, value, documented, required, Precision::Time)
+    }
+
+    fn number(
+        &mut self,
+        path: &str,
+        value: Option<Loose<'_>>,
+        documented: Documented,
+        required: bool,
+        precision: Precision,
     ) -> Result<Option<i64>, Error> {
         match value {
             None => {
@@ -624,9 +658,13 @@ impl Context {
                 }
                 Ok(Some(n))
             }
-            Some(Loose::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                self.deviate(path, DeviationKind::FloatAsInteger);
-                Ok(Some(f as i64))
+            Some(Loose::Float(f)) => {
+                if documented == Documented::String {
+                    self.deviate(path, DeviationKind::StringAsNumber);
+                }
+                self.float(path, f, precision)
+                    .map(Some)
+                    .ok_or_else(|| wrong_type(path, "an integer", &Loose::Float(f)))
             }
             Some(Loose::Str(s)) => {
                 let trimmed = s.trim();
@@ -634,7 +672,17 @@ impl Context {
                     self.deviate(path, DeviationKind::Empty);
                     return Ok(None);
                 }
-                let n = trimmed.parse::<i64>().map_err(|_| {
+                let n = match trimmed.parse::<i64>() {
+                    Ok(n) => Some(n),
+                    // A number written with a decimal point or an exponent
+                    // is read as a JSON number would be.
+                    Err(_) => trimmed
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|_| looks_numeric(trimmed))
+                        .and_then(|f| self.float(path, f, precision)),
+                };
+                let n = n.ok_or_else(|| {
                     Error::new(
                         Category::WrongType,
                         Some(path),
@@ -649,6 +697,33 @@ impl Context {
             Some(other) => Err(wrong_type(path, "an integer", &other)),
         }
     }
+
+    /// The integer a JSON number with a fraction part stands for, recording
+    /// what had to be accepted; `None` when it stands for none.
+    fn float(&mut self, path: &str, f: f64, precision: Precision) -> Option<i64> {
+        // Beyond 2^53 a float no longer holds every integer exactly.
+        if !f.is_finite() || f.abs() >= 9.0e15 {
+            return None;
+        }
+        if f.fract() == 0.0 {
+            self.deviate(path, DeviationKind::FloatAsInteger);
+            return Some(f as i64);
+        }
+        match precision {
+            Precision::Exact => None,
+            Precision::Time => {
+                self.deviate(path, DeviationKind::FractionDropped);
+                Some(f.floor() as i64)
+            }
+        }
+    }
+}
+
+/// Whether a string that parsed as a float is written as a number (Rust
+/// also reads `inf`, `NaN` and `infinity`, which JSON has no place for).
+fn looks_numeric(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
 }
 
 fn in_range<T: TryFrom<i64>>(path: &str, n: i64, expected: &str) -> Result<T, Error> {

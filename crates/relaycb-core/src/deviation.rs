@@ -36,6 +36,9 @@ pub enum DeviationKind {
     StringAsNumber,
     /// A whole number was sent with a fraction part (`5.0` for `5`).
     FloatAsInteger,
+    /// A time or a duration came with a fraction of its unit (`12.5`
+    /// seconds), which was dropped (`12`).
+    FractionDropped,
     /// A value documented as JSON encoded in a string came as plain JSON.
     NotEncoded,
     /// A single value where a list is documented (one bare URL for
@@ -81,6 +84,7 @@ impl DeviationKind {
             DeviationKind::NumberAsString => "number_as_string",
             DeviationKind::StringAsNumber => "string_as_number",
             DeviationKind::FloatAsInteger => "float_as_integer",
+            DeviationKind::FractionDropped => "fraction_dropped",
             DeviationKind::NotEncoded => "not_encoded",
             DeviationKind::SingleValue => "single_value",
             DeviationKind::Missing => "missing",
@@ -111,6 +115,9 @@ impl fmt::Display for Deviation {
             DeviationKind::NumberAsString => f.write_str("number sent as a string"),
             DeviationKind::StringAsNumber => f.write_str("string sent as a number"),
             DeviationKind::FloatAsInteger => f.write_str("whole number sent with a fraction"),
+            DeviationKind::FractionDropped => {
+                f.write_str("fraction of the unit sent, dropped (rounded down)")
+            }
             DeviationKind::NotEncoded => {
                 f.write_str("plain JSON where a JSON-encoded string is documented")
             }
