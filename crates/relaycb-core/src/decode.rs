@@ -146,6 +146,59 @@ fn syntax_error(bytes: &[u8], e: &serde_json::Error) -> Error {
     Error::new(Category::Syntax, None, message)
 }
 
+/// Units of a Unix time.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum TimeUnit {
+    Seconds,
+    Milliseconds,
+    Microseconds,
+    Nanoseconds,
+}
+
+impl TimeUnit {
+    /// Per second.
+    fn per_second(self) -> i64 {
+        match self {
+            TimeUnit::Seconds => 1,
+            TimeUnit::Milliseconds => 1_000,
+            TimeUnit::Microseconds => 1_000_000,
+            TimeUnit::Nanoseconds => 1_000_000_000,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Seconds => "seconds",
+            TimeUnit::Milliseconds => "milliseconds",
+            TimeUnit::Microseconds => "microseconds",
+            TimeUnit::Nanoseconds => "nanoseconds",
+        }
+    }
+
+    /// The unit a positive Unix time is in, judged by its size: 10^11 s is
+    /// the year 5138, 10^11 ms is 1973. `None` for 0 and negative values
+    /// (the samples' "not given"), which have no unit to judge.
+    fn of_epoch(value: i64) -> Option<TimeUnit> {
+        Some(match value {
+            ..=0 => return None,
+            1..100_000_000_000 => TimeUnit::Seconds,
+            100_000_000_000..100_000_000_000_000 => TimeUnit::Milliseconds,
+            100_000_000_000_000..100_000_000_000_000_000 => TimeUnit::Microseconds,
+            _ => TimeUnit::Nanoseconds,
+        })
+    }
+
+    /// `value` in this unit, expressed in `to` (rounded down).
+    fn convert(self, value: i64, to: TimeUnit) -> i64 {
+        let (from, to) = (self.per_second(), to.per_second());
+        if from >= to {
+            value / (from / to)
+        } else {
+            value.saturating_mul(to / from)
+        }
+    }
+}
+
 /// What a fraction part means in an integer field.
 #[derive(Clone, Copy, PartialEq)]
 enum Precision {
@@ -257,12 +310,13 @@ impl Context {
         callback.to_url = self.text("to_url", body.take(body::TO_URL), true)?;
         callback.source_urls = self.source_urls(body.take(body::SOURCE_URLS))?;
         callback.callback_url = self.text("callback_url", body.take(body::CALLBACK_URL), false)?;
-        callback.event_time = self.time(
+        let event_time = self.time(
             "event_time",
             body.take(body::EVENT_TIME),
             Documented::String,
             false,
         )?;
+        callback.event_time = self.instant("event_time", event_time, TimeUnit::Seconds);
         callback.interface = self.text("interface", body.take(body::INTERFACE), false)?;
         callback.product_name = self.text("product_name", body.take(body::PRODUCT_NAME), false)?;
         callback.t = self.integer("t", body.take(body::T), Documented::Either, false)?;
@@ -329,24 +383,30 @@ impl Context {
         let flag = is_object;
         callback.event = match name {
             "TaskStart" => Event::TaskStart {
-                task_start_time: self.time(
-                    "msg.task_start_time",
-                    fields.take(msg::TASK_START_TIME),
-                    Documented::Number,
-                    flag,
-                )?,
+                task_start_time: {
+                    let ms = self.time(
+                        "msg.task_start_time",
+                        fields.take(msg::TASK_START_TIME),
+                        Documented::Number,
+                        flag,
+                    )?;
+                    self.instant("msg.task_start_time", ms, TimeUnit::Milliseconds)
+                },
             },
             "VodSourceFileStart" => Event::VodSourceFileStart(self.file_event(&mut fields, flag)?),
             "VodSourceFileFinish" => {
                 Event::VodSourceFileFinish(self.file_event(&mut fields, flag)?)
             }
             "TaskExit" => Event::TaskExit(TaskExit {
-                task_exit_time: self.time(
-                    "msg.task_exit_time",
-                    fields.take(msg::TASK_EXIT_TIME),
-                    Documented::Number,
-                    flag,
-                )?,
+                task_exit_time: {
+                    let ms = self.time(
+                        "msg.task_exit_time",
+                        fields.take(msg::TASK_EXIT_TIME),
+                        Documented::Number,
+                        flag,
+                    )?;
+                    self.instant("msg.task_exit_time", ms, TimeUnit::Milliseconds)
+                },
                 code: self.integer("msg.code", fields.take(msg::CODE), Documented::Number, flag)?,
                 message: self.text("msg.message", fields.take(msg::MESSAGE), flag)?,
             }),
@@ -696,6 +756,27 @@ impl Context {
             }
             Some(other) => Err(wrong_type(path, "an integer", &other)),
         }
+    }
+
+    /// A point in time in the documented unit. Senders mix up seconds and
+    /// milliseconds, and the magnitude tells them apart for any time a relay
+    /// task can have (1973 to 5138): such a time is converted, and reported.
+    fn instant(&mut self, path: &str, value: Option<i64>, documented: TimeUnit) -> Option<i64> {
+        let value = value?;
+        let Some(found) = TimeUnit::of_epoch(value) else {
+            return Some(value);
+        };
+        if found == documented {
+            return Some(value);
+        }
+        self.deviate(
+            path,
+            DeviationKind::TimeUnit {
+                found: found.name().to_owned(),
+                documented: documented.name().to_owned(),
+            },
+        );
+        Some(found.convert(value, documented))
     }
 
     /// The integer a JSON number with a fraction part stands for, recording

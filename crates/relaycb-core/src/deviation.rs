@@ -39,6 +39,14 @@ pub enum DeviationKind {
     /// A time or a duration came with a fraction of its unit (`12.5`
     /// seconds), which was dropped (`12`).
     FractionDropped,
+    /// A point in time came in another unit than the documented one (told
+    /// apart by its size) and was converted.
+    TimeUnit {
+        /// The unit it came in (`milliseconds`).
+        found: String,
+        /// The documented unit it was converted to (`seconds`).
+        documented: String,
+    },
     /// A value documented as JSON encoded in a string came as plain JSON.
     NotEncoded,
     /// A single value where a list is documented (one bare URL for
@@ -85,6 +93,7 @@ impl DeviationKind {
             DeviationKind::StringAsNumber => "string_as_number",
             DeviationKind::FloatAsInteger => "float_as_integer",
             DeviationKind::FractionDropped => "fraction_dropped",
+            DeviationKind::TimeUnit { .. } => "time_unit",
             DeviationKind::NotEncoded => "not_encoded",
             DeviationKind::SingleValue => "single_value",
             DeviationKind::Missing => "missing",
@@ -117,6 +126,12 @@ impl fmt::Display for Deviation {
             DeviationKind::FloatAsInteger => f.write_str("whole number sent with a fraction"),
             DeviationKind::FractionDropped => {
                 f.write_str("fraction of the unit sent, dropped (rounded down)")
+            }
+            DeviationKind::TimeUnit { found, documented } => {
+                write!(
+                    f,
+                    "a time in {found} where {documented} are documented, converted"
+                )
             }
             DeviationKind::NotEncoded => {
                 f.write_str("plain JSON where a JSON-encoded string is documented")

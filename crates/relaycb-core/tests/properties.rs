@@ -30,6 +30,21 @@ fn extra_map() -> impl Strategy<Value = BTreeMap<String, Value>> {
     proptest::collection::btree_map("x_[a-z]{1,8}", value, 0..3)
 }
 
+/// A Unix time in seconds as decoding leaves it: one whose size says
+/// seconds, or 0 and below (a larger one is taken for milliseconds and
+/// converted, so it cannot round-trip).
+fn seconds() -> impl Strategy<Value = Option<i64>> {
+    proptest::option::of(prop_oneof![i64::MIN..=0, 1..100_000_000_000i64])
+}
+
+/// A Unix time in milliseconds as decoding leaves it (see [`seconds`]).
+fn milliseconds() -> impl Strategy<Value = Option<i64>> {
+    proptest::option::of(prop_oneof![
+        i64::MIN..=0,
+        100_000_000_000..100_000_000_000_000i64
+    ])
+}
+
 fn file_event() -> impl Strategy<Value = FileEvent> {
     (
         opt_text(),
@@ -59,11 +74,11 @@ fn details() -> impl Strategy<Value = Value> {
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        proptest::option::of(any::<i64>()).prop_map(|t| Event::TaskStart { task_start_time: t }),
+        milliseconds().prop_map(|t| Event::TaskStart { task_start_time: t }),
         file_event().prop_map(Event::VodSourceFileStart),
         file_event().prop_map(Event::VodSourceFileFinish),
         (
-            proptest::option::of(any::<i64>()),
+            milliseconds(),
             proptest::option::of(any::<i64>()),
             opt_text()
         )
@@ -87,7 +102,7 @@ prop_compose! {
         to_url in opt_text(),
         source_urls in proptest::collection::vec(text(), 0..3),
         callback_url in opt_text(),
-        event_time in proptest::option::of(any::<i64>()),
+        event_time in seconds(),
         interface in opt_text(),
         product_name in opt_text(),
         t in proptest::option::of(any::<i64>()),
