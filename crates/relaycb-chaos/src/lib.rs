@@ -85,6 +85,8 @@ impl Plan {
 pub struct Report {
     /// Valid callbacks sent at least once.
     pub sent: u64,
+    /// Junk bodies sent at least once.
+    pub junk_sent: u64,
     /// Requests, retries included.
     pub requests: u64,
     /// Valid callbacks answered 200.
@@ -178,8 +180,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "sent {}  answered {}  stored {}  lost {}  duplicated {}",
-            self.sent, self.answered, self.stored, self.lost, self.duplicated
+            "sent {} (and {} junk)  answered {}  stored {}  lost {}  duplicated {}",
+            self.sent, self.junk_sent, self.answered, self.stored, self.lost, self.duplicated
         )?;
         writeln!(
             f,
@@ -325,6 +327,9 @@ fn tally(report: &mut Report, ledger: &Ledger, stored: &verify::Stored) {
         let events = stored.events.get(&seq).copied().unwrap_or(0);
         let rejected = stored.rejected.get(&seq).copied().unwrap_or(0);
         if !valid {
+            if fate != Fate::Unsent {
+                report.junk_sent += 1;
+            }
             if fate == Fate::Refused {
                 report.junk_refused += 1;
                 if rejected == 0 {
