@@ -216,6 +216,18 @@ mod tests {
     }
 
     #[test]
+    fn zero_limits_are_refused() {
+        for flags in [
+            ["--body-timeout", "0s"],
+            ["--header-timeout", "0s"],
+            ["--max-connections", "0"],
+        ] {
+            let config = Config::parse_from(["relaycb-server", flags[0], flags[1]]);
+            assert!(config.validate().is_err(), "{flags:?}");
+        }
+    }
+
+    #[test]
     fn require_signature_without_a_key_is_refused() {
         let config = Config::parse_from(["relaycb-server", "--require-signature"]);
         assert!(config.validate().is_err());

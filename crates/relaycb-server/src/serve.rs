@@ -64,6 +64,8 @@ pub(crate) async fn serve(
             },
             () = &mut stop => break,
         };
+        // FIXME: the limit is global, not per peer: one peer that opens
+        // every slot shuts the others out until its connections time out.
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             metrics.connection_refused();
             if !saturated {

@@ -618,7 +618,7 @@ async fn slow_body(server: &Server, round: u32) -> Option<String> {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let other = Instant::now();
     let answer = exchange(
         server.addr,
@@ -626,7 +626,7 @@ async fn slow_body(server: &Server, round: u32) -> Option<String> {
         false,
     )
     .await;
-    if answer.status != Some(200) || other.elapsed() > BODY_TIMEOUT / 2 {
+    if answer.status != Some(200) || other.elapsed() > BODY_TIMEOUT - Duration::from_millis(100) {
         return Some(format!(
             "another client was not served promptly: {}",
             answer.text()
@@ -693,7 +693,7 @@ async fn flood(server: &Server, round: u32) -> Option<String> {
     for _ in 0..MAX_CONNECTIONS + extra {
         idle.push(TcpStream::connect(server.addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let closed = |streams: &mut Vec<TcpStream>| {
         let mut n = 0;
         for stream in streams.iter_mut() {
