@@ -1,10 +1,11 @@
 //! `POST /callback`: the URL Tencent posts relay callbacks to.
 //!
 //! In order: read the raw bytes (at most `--max-body`, within
-//! `--body-timeout`), check the URL token,
-//! decode with relaycb-core, check `t`/`sign`, store, and only after the
-//! commit answer `200 {"code":0}`. Whatever is refused is stored too, in
-//! the rejected store, with the reason and the bytes that were read.
+//! `--body-timeout`), check the URL token, decode with relaycb-core, check
+//! `t`/`sign`, store, and only after the commit answer `200 {"code":0}`.
+//! Whatever is refused is stored too, in the rejected store, with the
+//! reason and the bytes that were read (what arrived, when the body was
+//! late or cut off).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
