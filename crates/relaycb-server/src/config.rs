@@ -83,6 +83,20 @@ pub struct Config {
     #[arg(long, env = "RELAYCB_MAX_BODY", value_name = "BYTES", default_value_t = 64 * 1024)]
     pub max_body: usize,
 
+    /// How long a callback body may take to arrive (for example `10s`); a
+    /// slower sender gets 408 and what it sent is kept as refused.
+    #[arg(long, env = "RELAYCB_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// How long a request's headers may take to arrive, and how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, env = "RELAYCB_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Most connections open at once; more are closed on arrival.
+    #[arg(long, env = "RELAYCB_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
     /// How many refused callbacks to keep; the oldest are dropped first and
     /// counted.
     #[arg(long, env = "RELAYCB_MAX_REJECTED", default_value_t = 10_000)]
@@ -125,6 +139,12 @@ impl Config {
         if self.max_body == 0 {
             bail!("--max-body must be at least 1 byte");
         }
+        if self.body_timeout.is_zero() || self.header_timeout.is_zero() {
+            bail!("--body-timeout and --header-timeout must be longer than zero");
+        }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
         if self.callback_token.as_deref() == Some("") {
             bail!("--callback-token must not be empty");
         }
@@ -154,6 +174,9 @@ impl fmt::Debug for Config {
             .field("clock_skew", &self.clock_skew)
             .field("api_token", &secret(&self.api_token))
             .field("max_body", &self.max_body)
+            .field("body_timeout", &self.body_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
             .field("max_rejected", &self.max_rejected)
             .field("log_format", &self.log_format)
             .finish()
@@ -190,6 +213,18 @@ mod tests {
         assert_eq!(config.callback_keys, ["k1-secret", "k2-secret"]);
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        for flags in [
+            ["--body-timeout", "0s"],
+            ["--header-timeout", "0s"],
+            ["--max-connections", "0"],
+        ] {
+            let config = Config::parse_from(["relaycb-server", flags[0], flags[1]]);
+            assert!(config.validate().is_err(), "{flags:?}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod config;
 mod error;
 mod routes;
+mod serve;
 mod store;
 mod tasks;
 mod telemetry;
@@ -104,8 +105,8 @@ impl Service {
 
 /// The HTTP routes over an open service, for `axum::serve` or `oneshot`.
 ///
-/// The peer address is recorded when the router is served with
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
+/// The peer address is recorded when the request carries
+/// `ConnectInfo<SocketAddr>`, as [`start`] adds.
 pub fn app(service: &Service) -> axum::Router {
     routes::router(service.shared.clone())
 }
@@ -114,7 +115,7 @@ pub fn app(service: &Service) -> axum::Router {
 pub struct Running {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     service: Service,
 }
 
@@ -141,16 +142,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr().context("no local address")?;
     let router = app(&service);
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let limits = serve::Limits {
+        max_connections: service.shared.config.max_connections,
+        header_timeout: service.shared.config.header_timeout,
+    };
+    let metrics = service.shared.metrics.clone();
+    let server = tokio::spawn(serve::serve(
+        listener,
+        router,
+        limits,
+        metrics,
+        async move {
             let _ = stopped.await;
-        })
-        .await
-    });
+        },
+    ));
     tracing::info!(%addr, db = %service.shared.config.db.display(), callback_path = %service.shared.config.callback_path, "relaycb-server listening");
     Ok(Running {
         addr,
@@ -170,10 +175,7 @@ impl Running {
     /// and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.server
-            .await
-            .context("server task failed")?
-            .context("server failed")?;
+        self.server.await.context("server task failed")?;
         self.service.close().await?;
         tracing::info!("relaycb-server stopped");
         Ok(())

@@ -1,13 +1,15 @@
 //! `POST /callback`: the URL Tencent posts relay callbacks to.
 //!
-//! In order: read the raw bytes (at most `--max-body`), check the URL token,
-//! decode with relaycb-core, check `t`/`sign`, store, and only after the
-//! commit answer `200 {"code":0}`. Whatever is refused is stored too, in
-//! the rejected store, with the reason and the bytes that were read.
+//! In order: read the raw bytes (at most `--max-body`, within
+//! `--body-timeout`), check the URL token, decode with relaycb-core, check
+//! `t`/`sign`, store, and only after the commit answer `200 {"code":0}`.
+//! Whatever is refused is stored too, in the rejected store, with the
+//! reason and the bytes that were read (what arrived, when the body was
+//! late or cut off).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -17,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use relaycb_core::{Category, Decoded, DedupKey, Event, SignatureError};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::Shared;
@@ -37,9 +38,6 @@ const HEADERS_KEPT: [&str; 7] = [
     "x-request-id",
     "host",
 ];
-
-/// How long a callback body may take to arrive.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a callback was refused.
 struct Refusal {
@@ -68,10 +66,20 @@ impl Refusal {
     }
 }
 
-/// The body as read: at most `limit` bytes, and whether there was more.
+/// The body as read: at most `limit` bytes, whether there was more, and
+/// why reading stopped early if it did.
 struct ReadBody {
     bytes: Vec<u8>,
     truncated: bool,
+    cut: Option<Cut>,
+}
+
+/// Why a body was not read to its end.
+enum Cut {
+    /// It did not arrive within `--body-timeout`.
+    Timeout,
+    /// The sender went away or broke the framing.
+    Broken(String),
 }
 
 pub(crate) async fn receive(State(state): State<AppState>, request: Request) -> Response {
@@ -84,29 +92,7 @@ pub(crate) async fn receive(State(state): State<AppState>, request: Request) -> 
         .map(|ConnectInfo(addr)| addr.to_string());
     let headers = kept_headers(&parts.headers);
 
-    let read = tokio::time::timeout(BODY_TIMEOUT, read_limited(body, state.config.max_body));
-    let body = match read.await {
-        Ok(Ok(body)) => body,
-        Err(_) => {
-            // A sender that trickles its body would otherwise hold its
-            // connection for ever.
-            tracing::warn!(timeout = ?BODY_TIMEOUT, "callback body did not arrive in time");
-            telemetry::record(None, None, "timeout");
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-            )
-            .into_response();
-        }
-        Ok(Err(error)) => {
-            // Nothing complete to keep: the sender went away or broke the
-            // framing. Tencent will retry.
-            tracing::warn!(%error, "callback body could not be read");
-            telemetry::record(None, None, "unreadable");
-            return ApiError::bad_request("the request body could not be read").into_response();
-        }
-    };
-
+    let body = read_body(body, state.config.max_body, state.config.body_timeout).await;
     let response = match check(&state, &parts.uri, &body) {
         Ok(decoded) => accept(&state, body.bytes, decoded, received_at_ms, headers, peer).await,
         Err(refusal) => refuse(&state, refusal, body, received_at_ms, headers, peer).await,
@@ -117,6 +103,30 @@ pub(crate) async fn receive(State(state): State<AppState>, request: Request) -> 
 
 /// Everything that decides between accepting and refusing, in order.
 fn check(state: &Shared, uri: &Uri, body: &ReadBody) -> Result<Decoded, Refusal> {
+    match &body.cut {
+        // A sender that trickles its body would otherwise hold its
+        // connection for ever.
+        Some(Cut::Timeout) => {
+            return Err(Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "timeout",
+                format!(
+                    "the body did not arrive within {}",
+                    humantime::format_duration(state.config.body_timeout)
+                ),
+            ));
+        }
+        Some(Cut::Broken(error)) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable",
+                "unreadable",
+                format!("the body could not be read: {error}"),
+            ));
+        }
+        None => {}
+    }
     if body.truncated {
         return Err(Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -187,10 +197,7 @@ fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
             "callback token missing: the callback URL must carry ?token=".to_owned(),
         ));
     };
-    // Constant time in the contents; only the length can show.
-    // FIXME: hash both sides (or pad) so that the token's length does not
-    // show either.
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+    if super::same_secret(&given, expected) {
         Ok(())
     } else {
         Err(Refusal::new(
@@ -280,6 +287,7 @@ async fn refuse(
     headers: String,
     peer: Option<String>,
 ) -> Response {
+    let body_left_unread = body.truncated;
     state.metrics.rejection(refusal.label);
     state.metrics.callback(None, CallbackOutcome::Rejected);
     telemetry::record(None, None, CallbackOutcome::Rejected.as_str());
@@ -305,32 +313,54 @@ async fn refuse(
             tracing::error!(%error, reason = refusal.label, "refused callback could not be kept");
         }
     }
-    ApiError::new(refusal.status, refusal.message).into_response()
+    let mut response = ApiError::new(refusal.status, refusal.message).into_response();
+    if body_left_unread {
+        // What is left of the body would be read as the next request.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
-/// Reads at most `limit` bytes; when the body is longer, keeps the first
-/// `limit` bytes and says so.
-async fn read_limited(mut body: Body, limit: usize) -> Result<ReadBody, axum::Error> {
+/// Reads at most `limit` bytes within `timeout`. When the body is longer,
+/// keeps the first `limit` bytes and says so; when it is late or broken,
+/// keeps what arrived and says why.
+async fn read_body(mut body: Body, limit: usize, timeout: Duration) -> ReadBody {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
+    let cut = |bytes, cut| ReadBody {
+        bytes,
+        truncated: true,
+        cut: Some(cut),
+    };
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return cut(bytes, Cut::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return cut(bytes, Cut::Broken(error.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
         let room = limit - bytes.len();
         if data.len() > room {
             bytes.extend_from_slice(&data[..room]);
-            return Ok(ReadBody {
+            return ReadBody {
                 bytes,
                 truncated: true,
-            });
+                cut: None,
+            };
         }
         bytes.extend_from_slice(&data);
     }
-    Ok(ReadBody {
+    ReadBody {
         bytes,
         truncated: false,
-    })
+        cut: None,
+    }
 }
 
 fn kept_headers(headers: &HeaderMap) -> String {

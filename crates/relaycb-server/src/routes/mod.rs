@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::Shared;
 use crate::error::ApiError;
@@ -52,4 +54,34 @@ async fn method_not_allowed() -> ApiError {
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this route",
     )
+}
+
+/// Whether `given` is the secret `expected`, in time that depends on
+/// neither: both are hashed first, so the comparison always runs over 32
+/// bytes whatever their lengths, then compared in constant time.
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let expected = Sha256::digest(expected.as_bytes());
+    bool::from(given.as_slice().ct_eq(expected.as_slice()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal_whatever_their_length() {
+        assert!(same_secret("s3cret", "s3cret"));
+        for other in [
+            "",
+            "s",
+            "s3cre",
+            "s3cret ",
+            "s3cret-and-more",
+            "S3CRET",
+            "t3cret",
+        ] {
+            assert!(!same_secret(other, "s3cret"), "{other:?}");
+        }
+    }
 }

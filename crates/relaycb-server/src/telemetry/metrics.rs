@@ -43,6 +43,7 @@ pub(crate) struct Metrics {
     duplicates: Counter,
     rejections: Family<ReasonLabels, Counter>,
     rejected_dropped: Counter,
+    connections_refused: Counter,
     deviations: Family<KindLabels, Counter>,
     ack_latency: Histogram,
     batch_size: Histogram,
@@ -101,6 +102,12 @@ impl Default for Metrics {
             "Refused callbacks dropped from the bounded rejected store, oldest first",
             rejected_dropped.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival because --max-connections were open",
+            connections_refused.clone(),
+        );
         let deviations = Family::<KindLabels, Counter>::default();
         registry.register(
             "deviations",
@@ -134,6 +141,7 @@ impl Default for Metrics {
             duplicates,
             rejections,
             rejected_dropped,
+            connections_refused,
             deviations,
             ack_latency,
             batch_size,
@@ -175,6 +183,11 @@ impl Metrics {
     /// Counts refused callbacks dropped from the store.
     pub(crate) fn rejected_dropped(&self, n: u64) {
         self.rejected_dropped.inc_by(n);
+    }
+
+    /// Counts one connection closed because too many were open.
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Counts one deviation of the given kind name.

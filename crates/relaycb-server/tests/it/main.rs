@@ -6,5 +6,6 @@ mod api;
 mod callback;
 mod common;
 mod fixtures;
+mod hostile;
 mod logs;
 mod server;

@@ -1,9 +1,6 @@
 //! A real server on `127.0.0.1:0`: what crosses the network, concurrent
-//! callbacks sharing commits, graceful shutdown, restart, and a kill -9.
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+//! callbacks sharing commits, graceful shutdown, restart, and the real
+//! binary killed and stopped under load.
 
 use serde_json::{Value, json};
 
@@ -198,135 +195,26 @@ async fn a_restart_changes_nothing_the_api_shows() {
     running.shutdown().await.unwrap();
 }
 
-/// Starts the real binary and returns it with the address it listens on.
-fn spawn_binary(db: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaycb-server"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--db"])
-        .arg(db)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = v["addr"].as_str()
-            {
-                let _ = addr_tx.send(addr.to_owned());
-            }
-        }
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    (child, addr)
-}
-
-/// SIGTERM: the binary finishes what it holds, exits 0, and the store has
-/// every callback it answered.
-#[cfg(unix)]
-#[tokio::test]
-async fn sigterm_shuts_down_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
-    let (mut child, addr) = spawn_binary(&db);
-    let client = reqwest::Client::new();
-    for n in 0..10 {
-        let status = client
-            .post(format!("http://{addr}/callback"))
-            .body(body_for(1, n))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
-    }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
-    let running = relaycb_server::start(config(&db, &[])).await.unwrap();
-    let events: Value = client
-        .get(format!("http://{}/api/events", running.local_addr()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(events["events"].as_array().unwrap().len(), 10);
-    running.shutdown().await.unwrap();
-}
-
-/// Kills the real binary with SIGKILL while callbacks are in flight: every
-/// callback that was answered 200 must be in the store after a restart.
-#[tokio::test]
-async fn a_killed_server_loses_nothing_it_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
-    let (mut child, addr) = spawn_binary(&db);
-    let url = format!("http://{addr}/callback");
-    let client = reqwest::Client::new();
-    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sends = Vec::new();
-    for n in 0..400 {
-        let client = client.clone();
-        let url = url.clone();
-        let acked = acked_tx.clone();
-        sends.push(tokio::spawn(async move {
-            if let Ok(r) = client.post(url).body(body_for(n % 8, n)).send().await
-                && r.status() == 200
-            {
-                let _ = acked.send(n);
-            }
-        }));
-        if n == 200 {
-            child.kill().unwrap();
-        }
-    }
-    drop(acked_tx);
-    for send in sends {
-        send.await.unwrap();
-    }
-    child.wait().unwrap();
-    let mut acked = Vec::new();
-    while let Some(n) = acked_rx.recv().await {
-        acked.push(n);
-    }
-
-    let running = relaycb_server::start(config(&db, &[])).await.unwrap();
-    let events: Value = client
-        .get(format!(
-            "http://{}/api/events?limit=1000",
-            running.local_addr()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: std::collections::HashSet<i64> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let msg = e["decoded"]["event"]["alarm"].clone();
-            assert_eq!(msg, "PullFileUnstable");
-            e["decoded"]["msg_extra"]["n"].as_i64().unwrap()
-        })
-        .collect();
-    for n in &acked {
-        assert!(
-            stored.contains(&(*n as i64)),
-            "callback {n} was answered 200 but is lost"
-        );
-    }
-    running.shutdown().await.unwrap();
+/// The real binary under load, killed with SIGKILL three times and stopped
+/// with SIGTERM once, restarted each time: every callback answered 200 is
+/// stored exactly once, every refused one is kept, each SIGTERM exits 0
+/// without answering anything it did not commit, and the task state equals
+/// the fold of the answered events. `cargo xtask chaos` is the same run at
+/// full size against the release build.
+#[test]
+fn a_killed_or_stopped_server_loses_nothing_it_answered() {
+    let plan = relaycb_chaos::Plan {
+        callbacks: 3000,
+        kills: 3,
+        terms: 1,
+        seed: 7,
+        ..relaycb_chaos::Plan::new(env!("CARGO_BIN_EXE_relaycb-server").into())
+    };
+    let report = relaycb_chaos::run(&plan).unwrap();
+    eprintln!("{report}");
+    assert_eq!((report.kills, report.terms), (3, 2), "{report}");
+    assert!(report.answered >= 2800, "{report}");
+    assert!(report.junk_refused > 0, "{report}");
+    assert!(report.tasks > 0, "{report}");
+    report.check().unwrap();
 }

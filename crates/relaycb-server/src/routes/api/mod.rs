@@ -17,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 pub(crate) use events::{event, event_raw, events};
 pub(crate) use rejected::{rejected, rejected_one, rejected_raw};
@@ -46,7 +45,7 @@ pub(crate) async fn require_token(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes())));
+        let ok = given.is_some_and(|g| crate::routes::same_secret(g, expected));
         if !ok {
             let message = if given.is_none() {
                 "API token missing: send Authorization: Bearer <token>"
