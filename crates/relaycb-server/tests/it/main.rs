@@ -6,4 +6,5 @@ mod api;
 mod callback;
 mod common;
 mod fixtures;
+mod nats;
 mod server;
