@@ -175,6 +175,14 @@ impl Worker {
 
     /// Publishes `message` until JetStream acknowledges it. Before waiting
     /// after a failure, takes what is already published out of the outbox.
+    ///
+    /// FIXME: one publish in flight bounds throughput by the round trip to
+    /// NATS; pipelining the events of different tasks would keep each
+    /// task's order with more in flight.
+    /// FIXME: a failure that cannot pass (a message above the server's
+    /// max_payload, a stream whose subjects do not cover the prefix) is
+    /// retried for ever and holds back every later event; it is only
+    /// logged and counted.
     async fn publish_until_acknowledged(
         &mut self,
         message: &Message,
