@@ -3,8 +3,9 @@
 //! what every task is doing.
 //!
 //! The binary is a thin `main` over this library: [`Config`] is its flags,
-//! [`start`] opens the store and listens, and [`Running::shutdown`] stops
-//! it gracefully. Tests drive the same [`app`] router without a socket.
+//! [`start`] opens the store, listens and (with `--nats-url`) publishes
+//! every new event to NATS JetStream, and [`Running::shutdown`] stops it
+//! gracefully. Tests drive the same [`app`] router without a socket.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -18,6 +19,7 @@
 
 mod config;
 mod error;
+mod publish;
 mod routes;
 mod serve;
 mod store;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use relaycb_core::KeyRing;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 pub use config::{Config, LogFormat};
@@ -37,7 +39,7 @@ pub use error::ApiError;
 pub use store::StoreError;
 pub use telemetry::init as init_tracing;
 
-use store::StoreHandle;
+use store::{Reader as _, StoreHandle};
 use tasks::TaskBoard;
 use telemetry::metrics::Metrics;
 
@@ -55,6 +57,9 @@ pub(crate) struct Shared {
     pub(crate) board: Arc<TaskBoard>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) keys: KeyRing,
+    /// Notified after a commit that queued events for publishing; `None`
+    /// when publishing is off.
+    pub(crate) outbox: Option<Arc<Notify>>,
 }
 
 impl Service {
@@ -63,22 +68,27 @@ impl Service {
     pub async fn open(config: Config) -> anyhow::Result<Service> {
         config.validate().context("invalid configuration")?;
         let path = config.db.clone();
-        let (writer, reader, board) = tokio::task::spawn_blocking(move || {
+        let (writer, reader, board, pending) = tokio::task::spawn_blocking(move || {
             let (writer, reader) = store::sqlite::open(&path)
                 .with_context(|| format!("cannot open the store {}", path.display()))?;
             let board = TaskBoard::rebuild(&reader).context("cannot rebuild task state")?;
-            anyhow::Ok((writer, reader, board))
+            let pending = reader.outbox_len().context("cannot count the outbox")?;
+            anyhow::Ok((writer, reader, board, pending))
         })
         .await
         .context("store opening task failed")??;
         let board = Arc::new(board);
         let metrics = Arc::new(Metrics::default());
+        metrics.outbox_pending(pending);
+        // New events go to the outbox only when they are to be published.
+        let outbox = config.nats_url.as_ref().map(|_| Arc::new(Notify::new()));
         let store = StoreHandle::spawn(
             Box::new(writer),
             Arc::new(reader),
             board.clone(),
             metrics.clone(),
             config.max_rejected,
+            outbox.clone(),
         )
         .context("cannot start the store writer")?;
         let keys = KeyRing::new(config.callback_keys.iter().cloned()).with_skew(config.clock_skew);
@@ -89,6 +99,7 @@ impl Service {
                 board,
                 metrics,
                 keys,
+                outbox,
             }),
         })
     }
@@ -116,6 +127,7 @@ pub struct Running {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
+    publisher: Option<publish::Publisher>,
     service: Service,
 }
 
@@ -140,6 +152,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     };
     let addr = listener.local_addr().context("no local address")?;
+    let publisher = match &service.shared.outbox {
+        Some(wake) => match publish::start(service.shared.clone(), wake.clone()).await {
+            Ok(publisher) => Some(publisher),
+            Err(error) => {
+                service.close().await.ok();
+                return Err(error);
+            }
+        },
+        None => None,
+    };
     let router = app(&service);
     let (stop, stopped) = oneshot::channel::<()>();
     let limits = serve::Limits {
@@ -161,6 +183,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         addr,
         stop,
         server,
+        publisher,
         service,
     })
 }
@@ -171,11 +194,16 @@ impl Running {
         self.addr
     }
 
-    /// Stops accepting, lets requests in flight finish, flushes the writer
-    /// and closes the store.
+    /// Stops accepting, lets requests in flight finish, stops publishing
+    /// (what is not yet acknowledged stays in the outbox), flushes the
+    /// writer and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.server.await.context("server task failed")?;
+        let served = self.server.await;
+        if let Some(publisher) = self.publisher {
+            publisher.stop().await;
+        }
+        served.context("server task failed")?;
         self.service.close().await?;
         tracing::info!("relaycb-server stopped");
         Ok(())

@@ -8,4 +8,5 @@ mod common;
 mod fixtures;
 mod hostile;
 mod logs;
+mod nats;
 mod server;
