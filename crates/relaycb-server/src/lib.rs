@@ -31,7 +31,7 @@ use relaycb_core::KeyRing;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, LogFormat};
+pub use config::{Config, Database, LogFormat, redact_url};
 pub use error::ApiError;
 pub use store::StoreError;
 pub use telemetry::init as init_tracing;
@@ -61,11 +61,11 @@ impl Service {
     /// store, rebuilds task state from it and starts the writer.
     pub async fn open(config: Config) -> anyhow::Result<Service> {
         config.validate().context("invalid configuration")?;
-        let path = config.db.clone();
+        let db = config.db.clone();
         let (writer, reader, board) = tokio::task::spawn_blocking(move || {
-            let (writer, reader) = store::sqlite::open(&path)
-                .with_context(|| format!("cannot open the store {}", path.display()))?;
-            let board = TaskBoard::rebuild(&reader).context("cannot rebuild task state")?;
+            let (writer, reader) =
+                store::open(&db).with_context(|| format!("cannot open the store {db}"))?;
+            let board = TaskBoard::rebuild(&*reader).context("cannot rebuild task state")?;
             anyhow::Ok((writer, reader, board))
         })
         .await
@@ -73,8 +73,8 @@ impl Service {
         let board = Arc::new(board);
         let metrics = Arc::new(Metrics::default());
         let store = StoreHandle::spawn(
-            Box::new(writer),
-            Arc::new(reader),
+            writer,
+            reader,
             board.clone(),
             metrics.clone(),
             config.max_rejected,
@@ -99,6 +99,18 @@ impl Service {
             .close()
             .await
             .context("closing the store failed")
+    }
+}
+
+impl Shared {
+    /// Brings task state up to date with the store before it is shown: on
+    /// a store shared with other servers, their events and retries.
+    pub(crate) async fn refresh_tasks(&self) -> Result<(), StoreError> {
+        if !self.config.db.is_shared() {
+            return Ok(());
+        }
+        let board = self.board.clone();
+        self.store.read(move |reader| board.refresh(reader)).await
     }
 }
 
@@ -151,7 +163,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         })
         .await
     });
-    tracing::info!(%addr, db = %service.shared.config.db.display(), callback_path = %service.shared.config.callback_path, "relaycb-server listening");
+    tracing::info!(%addr, db = %service.shared.config.db, callback_path = %service.shared.config.callback_path, "relaycb-server listening");
     Ok(Running {
         addr,
         stop,

@@ -241,7 +241,7 @@ impl Writer {
     ) -> Result<Vec<String>, StoreError> {
         let mut duplicates = Vec::new();
         let mut rejected = false;
-        if let Err(error) = self.backend.begin() {
+        if let Err(error) = self.backend.begin().and_then(|()| self.catch_up()) {
             failed.append(batch);
             return Err(error);
         }
@@ -303,6 +303,21 @@ impl Writer {
         }
         self.backend.commit()?;
         Ok(duplicates)
+    }
+
+    /// Folds every event committed before this transaction (by another
+    /// server sharing the store), so that this batch's events are folded
+    /// after them, in id order, as every server folds them.
+    fn catch_up(&mut self) -> Result<(), StoreError> {
+        let stored = self.backend.last_event_id()?;
+        if self.board.last_folded() >= stored {
+            return Ok(());
+        }
+        let folded = self.board.catch_up(&*self.reader)?;
+        if folded < stored {
+            return Err(StoreError::Behind { stored, folded });
+        }
+        Ok(())
     }
 
     fn event(&mut self, event: &NewEvent, observed: &mut bool) -> Result<Stored, StoreError> {
@@ -391,6 +406,9 @@ mod tests {
         fn begin(&mut self) -> Result<(), StoreError> {
             Ok(())
         }
+        fn last_event_id(&mut self) -> Result<i64, StoreError> {
+            Ok(0)
+        }
         fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError> {
             self.next_id += 1;
             Ok(Upserted {
@@ -428,7 +446,7 @@ mod tests {
     struct Empty;
 
     impl Reader for Empty {
-        fn replay(&self, _: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError> {
+        fn replay_after(&self, _: i64, _: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError> {
             Ok(())
         }
         fn duplicates_by_task(&self) -> Result<Vec<(String, u64)>, StoreError> {
