@@ -187,9 +187,11 @@ fn stored_callback(
     }
 }
 
-/// Opens the store named by `db` (creating and migrating it): the writer's
-/// side and the reader.
-pub(crate) fn open(db: &Database) -> Result<(Box<dyn Backend>, Arc<dyn Reader>), StoreError> {
+/// An open store: the writer's side and the reader.
+pub(crate) type Opened = (Box<dyn Backend>, Arc<dyn Reader>);
+
+/// Opens the store named by `db`, creating and migrating it.
+pub(crate) fn open(db: &Database) -> Result<Opened, StoreError> {
     Ok(match db {
         Database::Sqlite(path) => {
             let (writer, reader) = sqlite::open(path)?;
