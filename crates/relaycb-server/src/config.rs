@@ -92,6 +92,37 @@ pub struct Config {
     #[arg(long, env = "RELAYCB_MAX_REJECTED", default_value_t = 10_000)]
     pub max_rejected: u64,
 
+    /// NATS server to publish every newly stored event to, as a CloudEvents
+    /// JSON message on JetStream (for example `nats://127.0.0.1:4222`).
+    /// Events stored while this is unset are not published later.
+    #[arg(long, env = "RELAYCB_NATS_URL", value_name = "URL")]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream that receives the events; created if missing, with
+    /// the subjects `<--nats-subject-prefix>.>`.
+    #[arg(
+        long,
+        env = "RELAYCB_NATS_STREAM",
+        value_name = "NAME",
+        default_value = "RELAYCB"
+    )]
+    pub nats_stream: String,
+
+    /// First tokens of every subject published:
+    /// `<prefix>.<appid>.<task_id>.<event>`.
+    #[arg(
+        long,
+        env = "RELAYCB_NATS_SUBJECT_PREFIX",
+        value_name = "PREFIX",
+        default_value = "relaycb"
+    )]
+    pub nats_subject_prefix: String,
+
+    /// Longest wait between two attempts to publish while NATS fails; the
+    /// wait doubles from 100ms up to this.
+    #[arg(long, env = "RELAYCB_NATS_RETRY_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub nats_retry_max: Duration,
+
     /// Log format on standard error.
     #[arg(long, env = "RELAYCB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -219,6 +250,29 @@ impl Config {
         if self.api_token.as_deref() == Some("") {
             bail!("--api-token must not be empty");
         }
+        if self.nats_url.as_deref() == Some("") {
+            bail!("--nats-url must not be empty");
+        }
+        // JetStream names may not hold what subjects and file names use.
+        let bad_name = |c: char| c.is_whitespace() || ".*>/\\".contains(c);
+        if self.nats_stream.is_empty() || self.nats_stream.contains(bad_name) {
+            bail!(
+                "--nats-stream {:?} must be non-empty, without whitespace, `.`, `*`, `>`, `/` or `\\`",
+                self.nats_stream
+            );
+        }
+        let bad_token = |t: &str| {
+            t.is_empty() || t.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
+        };
+        if self.nats_subject_prefix.split('.').any(bad_token) {
+            bail!(
+                "--nats-subject-prefix {:?} must be dot-separated non-empty tokens without whitespace, `*` or `>`",
+                self.nats_subject_prefix
+            );
+        }
+        if self.nats_retry_max.is_zero() {
+            bail!("--nats-retry-max must be longer than zero");
+        }
         Ok(())
     }
 
@@ -243,6 +297,10 @@ impl fmt::Debug for Config {
             .field("api_token", &secret(&self.api_token))
             .field("max_body", &self.max_body)
             .field("max_rejected", &self.max_rejected)
+            .field("nats_url", &self.nats_url.as_ref().map(|_| "<set>"))
+            .field("nats_stream", &self.nats_stream)
+            .field("nats_subject_prefix", &self.nats_subject_prefix)
+            .field("nats_retry_max", &self.nats_retry_max)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -297,6 +355,23 @@ mod tests {
         let sqlite = Config::parse_from(["relaycb-server", "--db", "./postgres.db"]);
         assert_eq!(sqlite.db, Database::Sqlite(PathBuf::from("./postgres.db")));
         assert!(Database::parse("postgresql://x/y?connect_timeout=nope").is_err());
+    }
+
+    #[test]
+    fn nats_names_that_subjects_cannot_hold_are_refused() {
+        let with = |flag: &str, value: &str| {
+            Config::parse_from(["relaycb-server", flag, value])
+                .validate()
+                .is_ok()
+        };
+        assert!(with("--nats-stream", "RELAYCB_TEST"));
+        assert!(!with("--nats-stream", "a.b"));
+        assert!(!with("--nats-stream", "a b"));
+        assert!(with("--nats-subject-prefix", "css.relay"));
+        assert!(!with("--nats-subject-prefix", "css..relay"));
+        assert!(!with("--nats-subject-prefix", "css.>"));
+        assert!(!with("--nats-subject-prefix", ""));
+        assert!(!with("--nats-url", ""));
     }
 
     #[test]

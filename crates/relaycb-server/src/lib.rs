@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use relaycb_core::KeyRing;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 pub use config::{Config, Database, LogFormat, redact_url};
@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     pub(crate) board: Arc<TaskBoard>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) keys: KeyRing,
+    /// Notified after a commit that queued events for publishing; `None`
+    /// when publishing is off.
+    pub(crate) outbox: Option<Arc<Notify>>,
 }
 
 impl Service {
@@ -62,22 +65,27 @@ impl Service {
     pub async fn open(config: Config) -> anyhow::Result<Service> {
         config.validate().context("invalid configuration")?;
         let db = config.db.clone();
-        let (writer, reader, board) = tokio::task::spawn_blocking(move || {
+        let (writer, reader, board, pending) = tokio::task::spawn_blocking(move || {
             let (writer, reader) =
                 store::open(&db).with_context(|| format!("cannot open the store {db}"))?;
             let board = TaskBoard::rebuild(&*reader).context("cannot rebuild task state")?;
-            anyhow::Ok((writer, reader, board))
+            let pending = reader.outbox_len().context("cannot count the outbox")?;
+            anyhow::Ok((writer, reader, board, pending))
         })
         .await
         .context("store opening task failed")??;
         let board = Arc::new(board);
         let metrics = Arc::new(Metrics::default());
+        metrics.outbox_pending(pending);
+        // New events go to the outbox only when they are to be published.
+        let outbox = config.nats_url.as_ref().map(|_| Arc::new(Notify::new()));
         let store = StoreHandle::spawn(
             writer,
             reader,
             board.clone(),
             metrics.clone(),
             config.max_rejected,
+            outbox.clone(),
         )
         .context("cannot start the store writer")?;
         let keys = KeyRing::new(config.callback_keys.iter().cloned()).with_skew(config.clock_skew);
@@ -88,6 +96,7 @@ impl Service {
                 board,
                 metrics,
                 keys,
+                outbox,
             }),
         })
     }

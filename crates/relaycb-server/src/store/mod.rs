@@ -8,6 +8,13 @@
 //! The database is reached through two small traits, [`Backend`] for the
 //! writer and [`Reader`] for queries: [`sqlite`] is the embedded default,
 //! [`postgres`] a database that several servers share.
+//!
+//! When publishing to NATS is configured, the store also keeps an outbox:
+//! the ids of new events not yet acknowledged by JetStream. A row is added
+//! in the transaction that inserts its event (never for a retry), read in
+//! event id order by the publisher, and removed through the writer once
+//! JetStream acknowledged it. Events stored while publishing was off have
+//! no outbox row and are not published later.
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -204,6 +211,22 @@ pub(crate) fn open(db: &Database) -> Result<Opened, StoreError> {
     })
 }
 
+/// One event waiting in the outbox, with what publishing it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxRow {
+    /// The event's row id; the outbox is read in this order.
+    pub(crate) event_id: i64,
+    pub(crate) dedup_key: String,
+    /// `task_id`, else the task the event was attributed to.
+    pub(crate) task_id: Option<String>,
+    pub(crate) callback_event: String,
+    pub(crate) occurred_at_ms: Option<i64>,
+    pub(crate) received_at_ms: i64,
+    /// The normalised callback: JSON text of relaycb-core's `Callback`, as
+    /// stored in `events.decoded`.
+    pub(crate) decoded: String,
+}
+
 /// The writer's side of a database: one connection, one transaction at a
 /// time. Every method but `begin`, `commit` and `rollback` runs inside a
 /// transaction that `begin` opened.
@@ -224,6 +247,12 @@ pub(crate) trait Backend: Send + 'static {
     fn insert_rejected(&mut self, rejected: &NewRejected) -> Result<i64, StoreError>;
     /// Drops the oldest refused callbacks beyond `keep`; returns how many.
     fn trim_rejected(&mut self, keep: u64) -> Result<u64, StoreError>;
+    /// Queues a newly inserted event for publishing. Called in the
+    /// transaction that inserted it, and only for a new event.
+    fn outbox_add(&mut self, event_id: i64) -> Result<(), StoreError>;
+    /// Takes published events out of the outbox; returns how many of them
+    /// were in it (an id already gone is no error).
+    fn outbox_remove(&mut self, event_ids: &[i64]) -> Result<u64, StoreError>;
     /// Writes something small, to prove the store takes writes.
     fn probe(&mut self, now_ms: i64) -> Result<(), StoreError>;
     /// Makes the transaction durable.
@@ -262,4 +291,9 @@ pub(crate) trait Reader: Send + Sync + 'static {
     fn rejected_one(&self, id: i64) -> Result<Option<RejectedRow>, StoreError>;
     /// How many refused callbacks were dropped to keep the store bounded.
     fn rejected_dropped(&self) -> Result<u64, StoreError>;
+    /// At most `limit` outbox entries whose event id is above `after_id`,
+    /// in event id order.
+    fn outbox_pending(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
+    /// How many events wait in the outbox.
+    fn outbox_len(&self) -> Result<u64, StoreError>;
 }

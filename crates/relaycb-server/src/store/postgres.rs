@@ -22,8 +22,8 @@ use ::postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 use serde_json::Value;
 
 use super::{
-    Backend, EventQuery, EventRow, NewEvent, NewRejected, Reader, RejectedRow, ReplayRow,
-    StoreError, Upserted,
+    Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedRow,
+    ReplayRow, StoreError, Upserted,
 };
 
 /// Schema migrations, applied in order; `relaycb_schema` holds the number
@@ -67,6 +67,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE meta (
         key TEXT PRIMARY KEY,
         value BIGINT NOT NULL
+    );
+    ",
+    // 2: events stored but not yet acknowledged by JetStream, as in SQLite.
+    "
+    CREATE TABLE outbox (
+        event_id BIGINT PRIMARY KEY REFERENCES events (id)
     );
     ",
 ];
@@ -149,6 +155,8 @@ struct Statements {
     trim: Statement,
     count_dropped: Statement,
     probe: Statement,
+    outbox_add: Statement,
+    outbox_remove: Statement,
 }
 
 impl Statements {
@@ -186,6 +194,8 @@ impl Statements {
                 "INSERT INTO meta (key, value) VALUES ('probed_at_ms', $1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?,
+            outbox_add: client.prepare("INSERT INTO outbox (event_id) VALUES ($1)")?,
+            outbox_remove: client.prepare("DELETE FROM outbox WHERE event_id = ANY($1)")?,
         })
     }
 }
@@ -293,6 +303,18 @@ impl Backend for PgWriter {
             self.client.execute(&self.statements.count_dropped, &[&n])?;
         }
         Ok(dropped)
+    }
+
+    fn outbox_add(&mut self, event_id: i64) -> Result<(), StoreError> {
+        self.client
+            .execute(&self.statements.outbox_add, &[&event_id])?;
+        Ok(())
+    }
+
+    fn outbox_remove(&mut self, event_ids: &[i64]) -> Result<u64, StoreError> {
+        Ok(self
+            .client
+            .execute(&self.statements.outbox_remove, &[&event_ids])?)
     }
 
     fn probe(&mut self, now_ms: i64) -> Result<(), StoreError> {
@@ -557,5 +579,192 @@ impl Reader for PgReader {
             let n: Option<i64> = row.map(|r| r.try_get(0)).transpose()?;
             Ok(n.unwrap_or(0) as u64)
         })
+    }
+
+    fn outbox_pending(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        self.with(|client| {
+            let rows = client.query(
+                "SELECT e.id, e.dedup_key, coalesce(e.task_id, e.attributed_to), e.callback_event,
+                     e.occurred_at_ms, e.received_at_ms, e.decoded
+                 FROM outbox o JOIN events e ON e.id = o.event_id
+                 WHERE o.event_id > $1 ORDER BY o.event_id LIMIT $2",
+                &[&after_id, &(limit as i64)],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OutboxRow {
+                        event_id: r.try_get(0)?,
+                        dedup_key: r.try_get(1)?,
+                        task_id: r.try_get(2)?,
+                        callback_event: r.try_get(3)?,
+                        occurred_at_ms: r.try_get(4)?,
+                        received_at_ms: r.try_get(5)?,
+                        decoded: r.try_get(6)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.with(|client| {
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM outbox", &[])?
+                .try_get(0)?;
+            Ok(n as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::store::StoreHandle;
+    use crate::tasks::TaskBoard;
+    use crate::telemetry::metrics::Metrics;
+
+    /// A schema of its own in the database named by `RELAYCB_TEST_POSTGRES`,
+    /// dropped at the end; `None`, with a message, when it is unset.
+    struct Schema {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    impl Schema {
+        fn create(test: &str) -> Option<Schema> {
+            let Ok(admin) = std::env::var("RELAYCB_TEST_POSTGRES") else {
+                // Past the test harness's capture, so that the skip is seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped {test}: RELAYCB_TEST_POSTGRES is not set (a postgres:// URL of a database where tests may create schemas)"
+                );
+                return None;
+            };
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let name = format!("relaycb_unit_test_{}_{nanos}", std::process::id());
+            let separator = if admin.contains('?') { '&' } else { '?' };
+            let url = format!("{admin}{separator}options=-csearch_path%3D{name}");
+            let schema = Schema { admin, name, url };
+            schema.admin(&format!("CREATE SCHEMA {}", schema.name));
+            Some(schema)
+        }
+
+        /// Runs `sql` on a thread of its own: the synchronous client may
+        /// not block a thread that drives async tasks.
+        fn admin(&self, sql: &str) {
+            let (admin, sql) = (self.admin.clone(), sql.to_owned());
+            std::thread::spawn(move || {
+                Client::connect(&admin, NoTls)
+                    .and_then(|mut c| c.batch_execute(&sql))
+                    .unwrap();
+            })
+            .join()
+            .unwrap();
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            self.admin(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+
+    fn event(body: &str) -> NewEvent {
+        let decoded = relaycb_core::decode(body.as_bytes()).unwrap();
+        let key = relaycb_core::DedupKey::of_body(body.as_bytes()).unwrap();
+        NewEvent {
+            dedup_key: key.to_string(),
+            task_id: decoded.callback.task_id.clone(),
+            callback_event: decoded.callback.event.name().to_owned(),
+            event_time: decoded.callback.event_time,
+            occurred_at_ms: decoded.callback.occurred_at_ms(),
+            received_at_ms: 5,
+            raw: body.as_bytes().to_vec(),
+            decoded: serde_json::to_string(&decoded.callback).unwrap(),
+            deviations: "[]".to_owned(),
+            headers: "{}".to_owned(),
+            peer: None,
+            key,
+            callback: decoded.callback,
+        }
+    }
+
+    async fn open_store(schema: &Schema, outbox: Option<Arc<Notify>>) -> StoreHandle {
+        let url = schema.url.clone();
+        let (writer, reader) = tokio::task::spawn_blocking(move || open(&url))
+            .await
+            .unwrap()
+            .unwrap();
+        StoreHandle::spawn(
+            Box::new(writer),
+            Arc::new(reader),
+            Arc::new(TaskBoard::default()),
+            Arc::new(Metrics::default()),
+            10,
+            outbox,
+        )
+        .unwrap()
+    }
+
+    const START: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"7","appid":12,"event_time":1700000000}"#;
+    const EXIT: &str = r#"{"callback_event":"TaskExit","event_type":314,"task_id":"7","appid":12,"msg":"{\"exit_code\":0}"}"#;
+
+    #[tokio::test]
+    async fn the_outbox_queues_new_events_once_in_id_order_and_keeps_them_until_published() {
+        let Some(schema) = Schema::create("the_outbox_queues_new_events_once") else {
+            return;
+        };
+        let notify = Arc::new(Notify::new());
+        let store = open_store(&schema, Some(notify.clone())).await;
+        let first = store.accept(event(START)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), notify.notified())
+            .await
+            .expect("a commit that queued an event wakes the publisher");
+        assert!(store.accept(event(START)).await.unwrap().duplicate);
+        let second = store.accept(event(EXIT)).await.unwrap();
+
+        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
+        let ids: Vec<i64> = pending.iter().map(|row| row.event_id).collect();
+        assert_eq!(ids, [first.id, second.id], "a retry is not queued again");
+        assert_eq!(pending[0].task_id.as_deref(), Some("7"));
+        assert_eq!(pending[0].occurred_at_ms, Some(1_700_000_000_000));
+        let after = store
+            .read(move |r| r.outbox_pending(first.id, 10))
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(store.published(vec![first.id]).await.unwrap(), 1);
+        assert_eq!(store.published(vec![first.id]).await.unwrap(), 0);
+        assert_eq!(store.read(|r| r.outbox_len()).await.unwrap(), 1);
+        store.close().await.unwrap();
+
+        let store = open_store(&schema, None).await;
+        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
+        assert_eq!(
+            pending.len(),
+            1,
+            "what was not published survives a restart"
+        );
+        assert_eq!(pending[0].event_id, second.id);
+        store
+            .accept(event(&START.replace("7\"", "8\"")))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.read(|r| r.outbox_len()).await.unwrap(),
+            1,
+            "without an outbox nothing is queued"
+        );
+        store.close().await.unwrap();
     }
 }

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{
-    Backend, EventQuery, EventRow, NewEvent, NewRejected, Reader, RejectedRow, ReplayRow,
-    StoreError, Upserted,
+    Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedRow,
+    ReplayRow, StoreError, Upserted,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those
@@ -55,6 +55,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE meta (
         key TEXT PRIMARY KEY,
         value INTEGER NOT NULL
+    );
+    ",
+    // 2: events stored but not yet acknowledged by JetStream.
+    "
+    CREATE TABLE outbox (
+        event_id INTEGER PRIMARY KEY REFERENCES events (id)
     );
     ",
 ];
@@ -201,6 +207,24 @@ impl Backend for SqliteWriter {
                 .execute([dropped as i64])?;
         }
         Ok(dropped as u64)
+    }
+
+    fn outbox_add(&mut self, event_id: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO outbox (event_id) VALUES (?1)")?
+            .execute([event_id])?;
+        Ok(())
+    }
+
+    fn outbox_remove(&mut self, event_ids: &[i64]) -> Result<u64, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM outbox WHERE event_id = ?1")?;
+        let mut removed = 0;
+        for id in event_ids {
+            removed += stmt.execute([id])? as u64;
+        }
+        Ok(removed)
     }
 
     fn probe(&mut self, now_ms: i64) -> Result<(), StoreError> {
@@ -461,5 +485,149 @@ impl Reader for SqliteReader {
                 .optional()?;
             Ok(n.unwrap_or(0) as u64)
         })
+    }
+
+    fn outbox_pending(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.id, e.dedup_key, coalesce(e.task_id, e.attributed_to), e.callback_event,
+                     e.occurred_at_ms, e.received_at_ms, e.decoded
+                 FROM outbox o JOIN events e ON e.id = o.event_id
+                 WHERE o.event_id > ?1 ORDER BY o.event_id LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![after_id, limit as i64], |r| {
+                    Ok(OutboxRow {
+                        event_id: r.get(0)?,
+                        dedup_key: r.get(1)?,
+                        task_id: r.get(2)?,
+                        callback_event: r.get(3)?,
+                        occurred_at_ms: r.get(4)?,
+                        received_at_ms: r.get(5)?,
+                        decoded: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let n: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::store::StoreHandle;
+    use crate::tasks::TaskBoard;
+    use crate::telemetry::metrics::Metrics;
+
+    fn event(body: &str) -> NewEvent {
+        let decoded = relaycb_core::decode(body.as_bytes()).unwrap();
+        let key = relaycb_core::DedupKey::of_body(body.as_bytes()).unwrap();
+        NewEvent {
+            dedup_key: key.to_string(),
+            task_id: decoded.callback.task_id.clone(),
+            callback_event: decoded.callback.event.name().to_owned(),
+            event_time: decoded.callback.event_time,
+            occurred_at_ms: decoded.callback.occurred_at_ms(),
+            received_at_ms: 5,
+            raw: body.as_bytes().to_vec(),
+            decoded: serde_json::to_string(&decoded.callback).unwrap(),
+            deviations: "[]".to_owned(),
+            headers: "{}".to_owned(),
+            peer: None,
+            key,
+            callback: decoded.callback,
+        }
+    }
+
+    fn open_store(
+        dir: &tempfile::TempDir,
+        outbox: Option<Arc<Notify>>,
+    ) -> (StoreHandle, Arc<Metrics>) {
+        let (writer, reader) = open(&dir.path().join("outbox.db")).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let store = StoreHandle::spawn(
+            Box::new(writer),
+            Arc::new(reader),
+            Arc::new(TaskBoard::default()),
+            metrics.clone(),
+            10,
+            outbox,
+        )
+        .unwrap();
+        (store, metrics)
+    }
+
+    const START: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"7","appid":12,"event_time":1700000000}"#;
+    const EXIT: &str = r#"{"callback_event":"TaskExit","event_type":314,"task_id":"7","appid":12,"msg":"{\"exit_code\":0}"}"#;
+
+    #[tokio::test]
+    async fn new_events_are_queued_once_in_id_order_and_leave_when_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let notify = Arc::new(Notify::new());
+        let (store, metrics) = open_store(&dir, Some(notify.clone()));
+
+        let first = store.accept(event(START)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), notify.notified())
+            .await
+            .expect("a commit that queued an event wakes the publisher");
+        let retry = store.accept(event(START)).await.unwrap();
+        assert!(retry.duplicate);
+        let second = store.accept(event(EXIT)).await.unwrap();
+
+        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
+        let ids: Vec<i64> = pending.iter().map(|row| row.event_id).collect();
+        assert_eq!(ids, [first.id, second.id], "a retry is not queued again");
+        assert_eq!(pending[0].task_id.as_deref(), Some("7"));
+        assert_eq!(pending[0].callback_event, "TaskStart");
+        assert_eq!(pending[0].occurred_at_ms, Some(1_700_000_000_000));
+        assert_eq!(pending[0].received_at_ms, 5);
+        let decoded: relaycb_core::Callback = serde_json::from_str(&pending[1].decoded).unwrap();
+        assert_eq!(decoded.appid, Some(12));
+        let after_first = store
+            .read(move |r| r.outbox_pending(first.id, 10))
+            .await
+            .unwrap();
+        assert_eq!(after_first.len(), 1);
+        assert_eq!(after_first[0].event_id, second.id);
+        assert!(metrics.render(&[], 0).contains("relaycb_nats_pending 2"));
+
+        assert_eq!(store.published(vec![first.id]).await.unwrap(), 1);
+        assert_eq!(
+            store.published(vec![first.id]).await.unwrap(),
+            0,
+            "an id already taken out is no error"
+        );
+        assert_eq!(store.read(|r| r.outbox_len()).await.unwrap(), 1);
+        assert!(metrics.render(&[], 0).contains("relaycb_nats_pending 1"));
+        store.close().await.unwrap();
+
+        // What was not published is still there after a restart.
+        let (store, _) = open_store(&dir, None);
+        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].event_id, second.id);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn without_an_outbox_nothing_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_store(&dir, None);
+        store.accept(event(START)).await.unwrap();
+        assert_eq!(store.read(|r| r.outbox_len()).await.unwrap(), 0);
+        store.close().await.unwrap();
     }
 }

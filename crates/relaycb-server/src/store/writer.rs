@@ -5,13 +5,18 @@
 //! One fsync is shared by everything that arrived while the previous
 //! commit was running, so throughput grows with concurrency while every
 //! answered write is on disk.
+//!
+//! With an outbox (publishing to NATS is on), each new event is queued in
+//! the outbox in the same transaction, and the publisher is woken after the
+//! commit; the publisher's "these are published" goes through here too, in
+//! the next batch, so it never competes with ingest for the database.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relaycb_core::Outcome;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Backend, NewEvent, NewRejected, Reader, StoreError};
 use crate::tasks::TaskBoard;
@@ -46,6 +51,7 @@ enum Command {
     Event(Box<NewEvent>, oneshot::Sender<Result<Stored, StoreError>>),
     Rejected(Box<NewRejected>, oneshot::Sender<Result<i64, StoreError>>),
     Probe(oneshot::Sender<Result<(), StoreError>>),
+    Published(Vec<i64>, oneshot::Sender<Result<u64, StoreError>>),
     Shutdown,
 }
 
@@ -59,13 +65,16 @@ pub(crate) struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Starts the writer thread over `backend`.
+    /// Starts the writer thread over `backend`. With `outbox`, every new
+    /// event is queued for publishing and `outbox` is notified after each
+    /// commit that queued some.
     pub(crate) fn spawn(
         backend: Box<dyn Backend>,
         reader: Arc<dyn Reader>,
         board: Arc<TaskBoard>,
         metrics: Arc<Metrics>,
         max_rejected: u64,
+        outbox: Option<Arc<Notify>>,
     ) -> std::io::Result<StoreHandle> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = Writer {
@@ -74,6 +83,7 @@ impl StoreHandle {
             board,
             metrics,
             max_rejected,
+            outbox,
         };
         let thread = std::thread::Builder::new()
             .name("relaycb-writer".to_owned())
@@ -118,6 +128,13 @@ impl StoreHandle {
         self.send(Command::Probe).await
     }
 
+    /// Takes published events out of the outbox; returns once committed,
+    /// with how many were still in it.
+    pub(crate) async fn published(&self, event_ids: Vec<i64>) -> Result<u64, StoreError> {
+        self.send(|reply| Command::Published(event_ids, reply))
+            .await
+    }
+
     /// Runs a query on a blocking thread.
     pub(crate) async fn read<T, F>(&self, query: F) -> Result<T, StoreError>
     where
@@ -152,6 +169,18 @@ struct Writer {
     board: Arc<TaskBoard>,
     metrics: Arc<Metrics>,
     max_rejected: u64,
+    outbox: Option<Arc<Notify>>,
+}
+
+/// What a committed batch changed beyond the events themselves.
+#[derive(Default)]
+struct Committed {
+    /// Tasks of retried events, one entry per retry.
+    duplicates: Vec<String>,
+    /// Events queued in the outbox.
+    queued: u64,
+    /// Events taken out of the outbox.
+    removed: u64,
 }
 
 /// An answer to send once the batch is committed.
@@ -159,6 +188,7 @@ enum Reply {
     Event(oneshot::Sender<Result<Stored, StoreError>>, Stored),
     Rejected(oneshot::Sender<Result<i64, StoreError>>, i64),
     Probe(oneshot::Sender<Result<(), StoreError>>),
+    Published(oneshot::Sender<Result<u64, StoreError>>, u64),
 }
 
 impl Writer {
@@ -193,10 +223,17 @@ impl Writer {
         let mut observed = false;
         let result = self.transaction(batch, &mut replies, &mut failed, &mut observed);
         match result {
-            Ok(duplicates) => {
+            Ok(committed) => {
                 self.metrics.batch(size);
-                for task in duplicates {
+                for task in committed.duplicates {
                     self.board.count_duplicate(&task);
+                }
+                self.metrics
+                    .outbox_changed(committed.queued, committed.removed);
+                if committed.queued > 0
+                    && let Some(outbox) = &self.outbox
+                {
+                    outbox.notify_one();
                 }
                 for reply in replies {
                     // A requester that gave up is no reason to stop.
@@ -204,6 +241,7 @@ impl Writer {
                         Reply::Event(tx, stored) => tx.send(Ok(stored)).map_err(drop),
                         Reply::Rejected(tx, id) => tx.send(Ok(id)).map_err(drop),
                         Reply::Probe(tx) => tx.send(Ok(())).map_err(drop),
+                        Reply::Published(tx, n) => tx.send(Ok(n)).map_err(drop),
                     };
                 }
             }
@@ -222,6 +260,7 @@ impl Writer {
                         Reply::Event(tx, _) => tx.send(Err(StoreError::Failed)).map_err(drop),
                         Reply::Rejected(tx, _) => tx.send(Err(StoreError::Failed)).map_err(drop),
                         Reply::Probe(tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
+                        Reply::Published(tx, _) => tx.send(Err(StoreError::Failed)).map_err(drop),
                     };
                 }
                 for command in failed {
@@ -231,15 +270,15 @@ impl Writer {
         }
     }
 
-    /// Runs the batch's writes; returns the tasks of retried events.
+    /// Runs the batch's writes and commits them.
     fn transaction(
         &mut self,
         batch: &mut Vec<Command>,
         replies: &mut Vec<Reply>,
         failed: &mut Vec<Command>,
         observed: &mut bool,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut duplicates = Vec::new();
+    ) -> Result<Committed, StoreError> {
+        let mut committed = Committed::default();
         let mut rejected = false;
         if let Err(error) = self.backend.begin().and_then(|()| self.catch_up()) {
             failed.append(batch);
@@ -251,7 +290,9 @@ impl Writer {
                 Command::Event(event, reply) => match self.event(&event, observed) {
                     Ok(stored) => {
                         if stored.duplicate {
-                            duplicates.extend(stored.task.clone());
+                            committed.duplicates.extend(stored.task.clone());
+                        } else if self.outbox.is_some() {
+                            committed.queued += 1;
                         }
                         replies.push(Reply::Event(reply, stored));
                         Ok(())
@@ -282,6 +323,17 @@ impl Writer {
                         Err(error)
                     }
                 },
+                Command::Published(ids, reply) => match self.backend.outbox_remove(&ids) {
+                    Ok(removed) => {
+                        committed.removed += removed;
+                        replies.push(Reply::Published(reply, removed));
+                        Ok(())
+                    }
+                    Err(error) => {
+                        failed.push(Command::Published(ids, reply));
+                        Err(error)
+                    }
+                },
                 Command::Shutdown => Ok(()),
             };
             if let Err(error) = step {
@@ -302,7 +354,7 @@ impl Writer {
             }
         }
         self.backend.commit()?;
-        Ok(duplicates)
+        Ok(committed)
     }
 
     /// Folds every event committed before this transaction (by another
@@ -329,6 +381,9 @@ impl Writer {
                 deliveries: upserted.deliveries,
                 task: upserted.task,
             });
+        }
+        if self.outbox.is_some() {
+            self.backend.outbox_add(upserted.id)?;
         }
         // Folded before the commit so that an attribution by source URLs
         // is written in the same transaction; a failed commit reloads the
@@ -377,6 +432,7 @@ fn fail(command: Command) {
         Command::Event(_, tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
         Command::Rejected(_, tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
         Command::Probe(tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
+        Command::Published(_, tx) => tx.send(Err(StoreError::Failed)).map_err(drop),
         Command::Shutdown => Ok(()),
     };
 }
@@ -394,7 +450,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::store::{EventQuery, EventRow, RejectedRow, ReplayRow, Upserted};
+    use crate::store::{EventQuery, EventRow, OutboxRow, RejectedRow, ReplayRow, Upserted};
 
     /// A backend that keeps nothing and whose commits fail while `broken`.
     struct Flaky {
@@ -425,6 +481,12 @@ mod tests {
         }
         fn trim_rejected(&mut self, _: u64) -> Result<u64, StoreError> {
             Ok(0)
+        }
+        fn outbox_add(&mut self, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn outbox_remove(&mut self, ids: &[i64]) -> Result<u64, StoreError> {
+            Ok(ids.len() as u64)
         }
         fn probe(&mut self, _: i64) -> Result<(), StoreError> {
             Ok(())
@@ -470,6 +532,12 @@ mod tests {
         fn rejected_dropped(&self) -> Result<u64, StoreError> {
             Ok(0)
         }
+        fn outbox_pending(&self, _: i64, _: usize) -> Result<Vec<OutboxRow>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn outbox_len(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
     }
 
     fn event() -> NewEvent {
@@ -505,6 +573,7 @@ mod tests {
             board.clone(),
             Arc::new(Metrics::default()),
             10,
+            None,
         )
         .unwrap();
 

@@ -48,6 +48,9 @@ pub(crate) struct Metrics {
     batch_size: Histogram,
     tasks: Family<PhaseLabels, Gauge>,
     unattributed: Gauge,
+    nats_published: Counter,
+    nats_pending: Gauge,
+    nats_publish_failures: Counter,
 }
 
 /// How a callback ended, for the `outcome` label.
@@ -128,6 +131,24 @@ impl Default for Metrics {
             "Stored events that could not be attributed to a task",
             unattributed.clone(),
         );
+        let nats_published = Counter::default();
+        registry.register(
+            "nats_published",
+            "Events published to JetStream and acknowledged",
+            nats_published.clone(),
+        );
+        let nats_pending = Gauge::default();
+        registry.register(
+            "nats_pending",
+            "Events in the outbox, stored but not yet acknowledged by JetStream",
+            nats_pending.clone(),
+        );
+        let nats_publish_failures = Counter::default();
+        registry.register(
+            "nats_publish_failures",
+            "Attempts to publish to JetStream that failed and will be retried",
+            nats_publish_failures.clone(),
+        );
         Metrics {
             registry,
             callbacks,
@@ -139,6 +160,9 @@ impl Default for Metrics {
             batch_size,
             tasks,
             unattributed,
+            nats_published,
+            nats_pending,
+            nats_publish_failures,
         }
     }
 }
@@ -190,6 +214,28 @@ impl Metrics {
     /// Records the size of one committed batch.
     pub(crate) fn batch(&self, size: usize) {
         self.batch_size.observe(size as f64);
+    }
+
+    /// Sets the outbox size, as read from the store at start.
+    pub(crate) fn outbox_pending(&self, n: u64) {
+        self.nats_pending.set(n as i64);
+    }
+
+    /// Follows the outbox size through a committed batch.
+    pub(crate) fn outbox_changed(&self, queued: u64, removed: u64) {
+        if queued != removed {
+            self.nats_pending.inc_by(queued as i64 - removed as i64);
+        }
+    }
+
+    /// Counts one event acknowledged by JetStream.
+    pub(crate) fn nats_published(&self) {
+        self.nats_published.inc();
+    }
+
+    /// Counts one failed attempt to publish (or to reach JetStream).
+    pub(crate) fn nats_publish_failure(&self) {
+        self.nats_publish_failures.inc();
     }
 
     /// Renders every metric, with the task gauges set from `tasks`.
