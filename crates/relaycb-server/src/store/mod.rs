@@ -238,6 +238,14 @@ pub(crate) trait Backend: Send + 'static {
     /// the transaction: every event up to it must be folded into task state
     /// before this transaction's own.
     fn last_event_id(&mut self) -> Result<i64, StoreError>;
+    /// Told every event of the transaction, in order, before the first
+    /// `upsert_event`: a backend whose round trips are dear may write them
+    /// all at once here, as long as `upsert_event` then answers for each as
+    /// if it were written then, and ids follow this order.
+    fn stage_events(&mut self, events: &[&NewEvent]) -> Result<(), StoreError> {
+        let _ = events;
+        Ok(())
+    }
     /// Inserts an event, or counts one more delivery of the stored one with
     /// the same dedup key.
     fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError>;

@@ -15,6 +15,7 @@
 //! `?options=-csearch_path%3Drelaycb` in the URL) to keep relaycb's tables
 //! in a schema of their own.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use ::postgres::types::ToSql;
@@ -150,6 +151,7 @@ pub(crate) fn open(url: &str) -> Result<(PgWriter, PgReader), StoreError> {
 /// The writer's prepared statements.
 struct Statements {
     upsert: Statement,
+    upsert_many: Statement,
     attribute: Statement,
     reject: Statement,
     trim: Statement,
@@ -172,6 +174,22 @@ impl Statements {
                      last_received_at_ms =
                          greatest(events.last_received_at_ms, excluded.last_received_at_ms)
                  RETURNING id, deliveries, coalesce(attributed_to, task_id)",
+            )?,
+            // Rows are inserted in the order given, so ids follow it.
+            upsert_many: client.prepare(
+                "INSERT INTO events (dedup_key, task_id, callback_event, event_time,
+                     received_at_ms, last_received_at_ms, deliveries, raw, decoded, deviations,
+                     headers, peer, occurred_at_ms)
+                 SELECT k, t, c, et, r, r, 1, raw, d, dv, h, p, o
+                 FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
+                     $6::BYTEA[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::BIGINT[])
+                     WITH ORDINALITY AS u (k, t, c, et, r, raw, d, dv, h, p, o, n)
+                 ORDER BY n
+                 ON CONFLICT (dedup_key) DO UPDATE SET
+                     deliveries = events.deliveries + 1,
+                     last_received_at_ms =
+                         greatest(events.last_received_at_ms, excluded.last_received_at_ms)
+                 RETURNING dedup_key, id, deliveries, coalesce(attributed_to, task_id)",
             )?,
             attribute: client.prepare("UPDATE events SET attributed_to = $2 WHERE id = $1")?,
             reject: client.prepare(
@@ -207,6 +225,8 @@ pub(crate) struct PgWriter {
     statements: Statements,
     /// The highest committed event id, read when the transaction began.
     last_event_id: i64,
+    /// What `stage_events` wrote, by dedup key, until `upsert_event` asks.
+    staged: HashMap<String, Upserted>,
 }
 
 impl PgWriter {
@@ -217,6 +237,7 @@ impl PgWriter {
             client,
             statements,
             last_event_id: 0,
+            staged: HashMap::new(),
         })
     }
 }
@@ -240,6 +261,7 @@ impl Backend for PgWriter {
             _ => None,
         });
         self.last_event_id = last.unwrap_or(0);
+        self.staged.clear();
         Ok(())
     }
 
@@ -247,7 +269,66 @@ impl Backend for PgWriter {
         Ok(self.last_event_id)
     }
 
+    /// One statement for the whole batch instead of a round trip per
+    /// event, all of it under the write lock. A dedup key that comes twice
+    /// in the batch is staged once; its later arrivals are upserted one by
+    /// one and count as retries.
+    fn stage_events(&mut self, events: &[&NewEvent]) -> Result<(), StoreError> {
+        if events.len() < 2 {
+            return Ok(());
+        }
+        let mut seen = HashSet::new();
+        let first: Vec<&NewEvent> = events
+            .iter()
+            .copied()
+            .filter(|e| seen.insert(e.dedup_key.as_str()))
+            .collect();
+        let column =
+            |f: fn(&NewEvent) -> Option<&str>| first.iter().map(|e| f(e)).collect::<Vec<_>>();
+        let keys = column(|e| Some(&e.dedup_key));
+        let tasks = column(|e| e.task_id.as_deref());
+        let names = column(|e| Some(&e.callback_event));
+        let decoded = column(|e| Some(&e.decoded));
+        let deviations = column(|e| Some(&e.deviations));
+        let headers = column(|e| Some(&e.headers));
+        let peers = column(|e| e.peer.as_deref());
+        let event_times: Vec<Option<i64>> = first.iter().map(|e| e.event_time).collect();
+        let received: Vec<i64> = first.iter().map(|e| e.received_at_ms).collect();
+        let occurred: Vec<Option<i64>> = first.iter().map(|e| e.occurred_at_ms).collect();
+        let raws: Vec<&[u8]> = first.iter().map(|e| e.raw.as_slice()).collect();
+        let rows = self.client.query(
+            &self.statements.upsert_many,
+            &[
+                &keys,
+                &tasks,
+                &names,
+                &event_times,
+                &received,
+                &raws,
+                &decoded,
+                &deviations,
+                &headers,
+                &peers,
+                &occurred,
+            ],
+        )?;
+        for row in rows {
+            self.staged.insert(
+                row.try_get(0)?,
+                Upserted {
+                    id: row.try_get(1)?,
+                    deliveries: row.try_get(2)?,
+                    task: row.try_get(3)?,
+                },
+            );
+        }
+        Ok(())
+    }
+
     fn upsert_event(&mut self, e: &NewEvent) -> Result<Upserted, StoreError> {
+        if let Some(staged) = self.staged.remove(&e.dedup_key) {
+            return Ok(staged);
+        }
         let row = self.client.query_one(
             &self.statements.upsert,
             &[

@@ -280,7 +280,20 @@ impl Writer {
     ) -> Result<Committed, StoreError> {
         let mut committed = Committed::default();
         let mut rejected = false;
-        if let Err(error) = self.backend.begin().and_then(|()| self.catch_up()) {
+        let events: Vec<&NewEvent> = batch
+            .iter()
+            .filter_map(|c| match c {
+                Command::Event(event, _) => Some(&**event),
+                _ => None,
+            })
+            .collect();
+        let opened = self
+            .backend
+            .begin()
+            .and_then(|()| self.catch_up())
+            .and_then(|()| self.backend.stage_events(&events));
+        drop(events);
+        if let Err(error) = opened {
             failed.append(batch);
             return Err(error);
         }
