@@ -373,6 +373,10 @@ impl Writer {
     /// Folds every event committed before this transaction (by another
     /// server sharing the store), so that this batch's events are folded
     /// after them, in id order, as every server folds them.
+    ///
+    /// FIXME: on a shared store under load this reads the other servers'
+    /// latest batch through the reader while the write lock is held;
+    /// fetching those rows in `begin`'s round trip would shorten the lock.
     fn catch_up(&mut self) -> Result<(), StoreError> {
         let stored = self.backend.last_event_id()?;
         if self.board.last_folded() >= stored {
