@@ -3,8 +3,9 @@
 //! what every task is doing.
 //!
 //! The binary is a thin `main` over this library: [`Config`] is its flags,
-//! [`start`] opens the store and listens, and [`Running::shutdown`] stops
-//! it gracefully. Tests drive the same [`app`] router without a socket.
+//! [`start`] opens the store, listens and (with `--nats-url`) publishes
+//! every new event to NATS JetStream, and [`Running::shutdown`] stops it
+//! gracefully. Tests drive the same [`app`] router without a socket.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -18,6 +19,7 @@
 
 mod config;
 mod error;
+mod publish;
 mod routes;
 mod store;
 mod tasks;
@@ -136,6 +138,7 @@ pub struct Running {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
+    publisher: Option<publish::Publisher>,
     service: Service,
 }
 
@@ -160,6 +163,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     };
     let addr = listener.local_addr().context("no local address")?;
+    let publisher = match &service.shared.outbox {
+        Some(wake) => match publish::start(service.shared.clone(), wake.clone()).await {
+            Ok(publisher) => Some(publisher),
+            Err(error) => {
+                service.close().await.ok();
+                return Err(error);
+            }
+        },
+        None => None,
+    };
     let router = app(&service);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -177,6 +190,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         addr,
         stop,
         server,
+        publisher,
         service,
     })
 }
@@ -187,12 +201,16 @@ impl Running {
         self.addr
     }
 
-    /// Stops accepting, lets requests in flight finish, flushes the writer
-    /// and closes the store.
+    /// Stops accepting, lets requests in flight finish, stops publishing
+    /// (what is not yet acknowledged stays in the outbox), flushes the
+    /// writer and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.server
-            .await
+        let served = self.server.await;
+        if let Some(publisher) = self.publisher {
+            publisher.stop().await;
+        }
+        served
             .context("server task failed")?
             .context("server failed")?;
         self.service.close().await?;

@@ -662,6 +662,12 @@ impl Reader for PgReader {
         })
     }
 
+    // FIXME: every server sharing the store runs a publisher over the whole
+    // outbox, so each event is published once per server (JetStream keeps
+    // one copy by its message id, within the stream's duplicate window);
+    // claiming rows (`FOR UPDATE SKIP LOCKED`, or an owner column) would
+    // share the work instead. Ids commit in id order (the write lock), so
+    // reading after an id never skips a row that commits later.
     fn outbox_pending(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         self.with(|client| {
             let rows = client.query(

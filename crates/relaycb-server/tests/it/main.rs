@@ -7,5 +7,6 @@ mod api;
 mod callback;
 mod common;
 mod fixtures;
+mod nats;
 mod postgres;
 mod server;

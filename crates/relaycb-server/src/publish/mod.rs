@@ -1,0 +1,325 @@
+//! Publishing stored events to NATS JetStream, at least once and in order.
+//!
+//! The store's outbox is the source of truth: every new event gets an
+//! outbox row in the transaction that stores it, so nothing is lost while
+//! NATS is down or the server restarts. One task reads the outbox in event
+//! id order, publishes each event ([`message`]) and waits for JetStream's
+//! acknowledgement before the next one, so the stream holds each task's
+//! events in the order they were stored and never one after a later one.
+//! Acknowledged events leave the outbox through the store writer.
+//!
+//! A failure (NATS unreachable, no acknowledgement in time, the stream
+//! missing) is retried with a wait that doubles from 100 ms up to
+//! `--nats-retry-max`, on the same event. An event published whose
+//! acknowledgement was lost is published again under the same
+//! `Nats-Msg-Id`; JetStream drops it if it arrives within the stream's
+//! duplicate window (two minutes by default), so a consumer should still
+//! deduplicate on the CloudEvents `id` to be safe across longer gaps.
+
+pub(crate) mod message;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::Shared;
+use message::Message;
+
+/// Outbox rows read at once.
+const BATCH: usize = 256;
+/// How often the outbox is read when nothing woke the publisher: a
+/// backstop in case a wake-up is missed.
+const POLL: Duration = Duration::from_secs(5);
+/// First wait after a failure.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// How long JetStream has to acknowledge one publish.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the publisher has to stop on shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The running publisher.
+pub(crate) struct Publisher {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Connects (in the background: an unreachable NATS is retried, not an
+/// error) and starts publishing. Fails only on a `--nats-url` that is not
+/// a NATS address.
+pub(crate) async fn start(shared: Arc<Shared>, wake: Arc<Notify>) -> anyhow::Result<Publisher> {
+    let url = shared
+        .config
+        .nats_url
+        .clone()
+        .context("publishing needs --nats-url")?;
+    let addr: async_nats::ServerAddr = url.parse().context("--nats-url is not a NATS address")?;
+    let client = async_nats::ConnectOptions::new()
+        .name("relaycb-server")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("connected to nats"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!(
+                        "disconnected from nats; events stay in the outbox until it is back"
+                    );
+                }
+                other => tracing::info!(event = %other, "nats client event"),
+            }
+        })
+        .connect(addr)
+        .await
+        .context("cannot set up the nats client")?;
+    let mut jetstream = jetstream::new(client);
+    jetstream.set_timeout(ACK_TIMEOUT);
+    tracing::info!(
+        stream = %shared.config.nats_stream,
+        subject_prefix = %shared.config.nats_subject_prefix,
+        "publishing stored events to nats; if it is unreachable, callbacks are still accepted and published once it is back"
+    );
+    let (stop, stopped) = oneshot::channel();
+    let worker = Worker {
+        backoff: Backoff::new(FIRST_RETRY, shared.config.nats_retry_max),
+        shared,
+        jetstream,
+        wake,
+        stream_ready: false,
+        failing_since: None,
+    };
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = stopped => {}
+            () = worker.run() => {}
+        }
+    });
+    Ok(Publisher { stop, task })
+}
+
+impl Publisher {
+    /// Stops publishing. What is not yet acknowledged stays in the outbox
+    /// for the next start.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(STOP_TIMEOUT, self.task).await {
+            Ok(Ok(())) => tracing::info!("nats publisher stopped"),
+            Ok(Err(error)) => tracing::error!(%error, "nats publisher task failed"),
+            Err(_) => {
+                tracing::warn!(timeout = ?STOP_TIMEOUT, "nats publisher did not stop in time");
+            }
+        }
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    jetstream: jetstream::Context,
+    wake: Arc<Notify>,
+    /// Whether the stream is known to exist on this connection.
+    stream_ready: bool,
+    backoff: Backoff,
+    /// Failed attempts in a row, for the log line when they stop.
+    failing_since: Option<u64>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        // Events below the cursor were published in this run; their removal
+        // from the outbox may still be on its way.
+        let mut cursor = 0;
+        loop {
+            let rows = self
+                .shared
+                .store
+                .read(move |r| r.outbox_pending(cursor, BATCH))
+                .await;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the outbox; retrying");
+                    tokio::time::sleep(self.backoff.next()).await;
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                // A wake-up that came while publishing is kept as a permit,
+                // so none is lost between the read and this wait.
+                let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+                continue;
+            }
+            let mut published = Vec::with_capacity(rows.len());
+            for row in rows {
+                cursor = row.event_id;
+                let message = match message::build(&self.shared.config.nats_subject_prefix, &row) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        // Cannot happen for what the server stored itself;
+                        // the row stays in the outbox and is tried again on
+                        // the next start rather than holding every later one.
+                        tracing::error!(event_id = row.event_id, %error, "stored callback is not valid JSON; not published");
+                        continue;
+                    }
+                };
+                self.publish_until_acknowledged(&message, row.event_id, &mut published)
+                    .await;
+                published.push(row.event_id);
+                self.shared.metrics.nats_published();
+            }
+            self.mark(&mut published).await;
+        }
+    }
+
+    /// Publishes `message` until JetStream acknowledges it. Before waiting
+    /// after a failure, takes what is already published out of the outbox.
+    async fn publish_until_acknowledged(
+        &mut self,
+        message: &Message,
+        event_id: i64,
+        published: &mut Vec<i64>,
+    ) {
+        loop {
+            match self.publish(message).await {
+                Ok(ack) => {
+                    if let Some(failures) = self.failing_since.take() {
+                        tracing::info!(failures, "publishing to nats again");
+                    }
+                    self.backoff.reset();
+                    tracing::debug!(
+                        event_id,
+                        subject = %message.subject,
+                        sequence = ack.sequence,
+                        duplicate = ack.duplicate,
+                        "event published"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    self.shared.metrics.nats_publish_failure();
+                    self.stream_ready = false;
+                    let wait = self.backoff.next();
+                    let failures = self.failing_since.get_or_insert(0);
+                    *failures += 1;
+                    if *failures == 1 {
+                        tracing::warn!(event_id, error = %format!("{error:#}"), retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
+                    } else {
+                        tracing::debug!(event_id, error = %format!("{error:#}"), retry_in = ?wait, failures = *failures, "still cannot publish to nats");
+                    }
+                    self.mark(published).await;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt: makes sure the stream exists, publishes, waits for the
+    /// acknowledgement.
+    async fn publish(
+        &mut self,
+        message: &Message,
+    ) -> anyhow::Result<jetstream::publish::PublishAck> {
+        if !self.stream_ready {
+            let config = &self.shared.config;
+            self.jetstream
+                .get_or_create_stream(stream::Config {
+                    name: config.nats_stream.clone(),
+                    subjects: vec![format!("{}.>", config.nats_subject_prefix)],
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| {
+                    format!("cannot find or create the stream {}", config.nats_stream)
+                })?;
+            self.stream_ready = true;
+        }
+        let publish = PublishMessage::build()
+            .payload(message.body.clone().into())
+            .message_id(&message.msg_id)
+            .header("Content-Type", message::CONTENT_TYPE);
+        let ack = self
+            .jetstream
+            .send_publish(message.subject.clone(), publish)
+            .await
+            .context("cannot send to nats")?
+            .await
+            .context("no acknowledgement from jetstream")?;
+        Ok(ack)
+    }
+
+    /// Takes `published` out of the outbox, retrying until the store takes
+    /// it (an unremoved event would only be published again, and dropped
+    /// by JetStream as a duplicate).
+    async fn mark(&mut self, published: &mut Vec<i64>) {
+        if published.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(published);
+        let mut wait = FIRST_RETRY;
+        loop {
+            match self.shared.store.published(ids.clone()).await {
+                Ok(_) => return,
+                Err(crate::StoreError::Closed) => return,
+                Err(error) => {
+                    tracing::error!(%error, events = ids.len(), "cannot take published events out of the outbox; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = wait
+                        .saturating_mul(2)
+                        .min(self.shared.config.nats_retry_max);
+                }
+            }
+        }
+    }
+}
+
+/// A wait that doubles after each failure, from `first` up to `max`.
+#[derive(Debug, Clone)]
+struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, max: Duration) -> Backoff {
+        let first = first.min(max);
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The wait before the next attempt.
+    fn next(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_up_to_the_cap_and_starts_again_after_a_success() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let waits: Vec<u64> = (0..5).map(|_| backoff.next().as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Duration::from_millis(100));
+        let mut short = Backoff::new(Duration::from_millis(100), Duration::from_millis(10));
+        assert_eq!(
+            short.next(),
+            Duration::from_millis(10),
+            "the cap wins over the first wait"
+        );
+    }
+}
