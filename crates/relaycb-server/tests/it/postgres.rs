@@ -331,3 +331,67 @@ async fn servers_starting_together_migrate_the_schema_once() {
     assert_eq!(db.number("SELECT count(*) FROM relaycb_schema"), applied);
     again.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn two_servers_on_one_database_publish_each_event_once_in_order_per_task() {
+    use crate::nats::{body, by_task, delete_stream, key, messages, unique};
+    let Some(db) = TestDb::create("two_servers_on_one_database_publish") else {
+        return;
+    };
+    let Ok(nats) = std::env::var("RELAYCB_TEST_NATS") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped two_servers_on_one_database_publish: RELAYCB_TEST_NATS is not set"
+        );
+        return;
+    };
+    let (stream, prefix) = (unique("RELAYCB_PG"), unique("relaycbpg"));
+    let flags = |url: &str| {
+        Config::parse_from([
+            "relaycb-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db.url,
+            "--nats-url",
+            url,
+            "--nats-stream",
+            &stream,
+            "--nats-subject-prefix",
+            &prefix,
+            "--nats-retry-max",
+            "500ms",
+        ])
+    };
+    let servers = [
+        relaycb_server::start(flags(&nats)).await.unwrap(),
+        relaycb_server::start(flags(&nats)).await.unwrap(),
+    ];
+    let client = reqwest::Client::new();
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let events = [
+        "TaskStart",
+        "VodSourceFileStart",
+        "VodSourceFileFinish",
+        "TaskExit",
+    ];
+    for (n, event) in events.iter().enumerate() {
+        for (t, task) in ["118145", "220001"].into_iter().enumerate() {
+            let body = body(task, event, n as u32 + 1);
+            // The first delivery to one server, the retry to the other.
+            post(&client, &servers[(n + t) % 2], body.clone()).await;
+            post(&client, &servers[(n + t + 1) % 2], body.clone()).await;
+            expected
+                .entry(task.to_owned())
+                .or_default()
+                .push(key(&body));
+        }
+    }
+    let got = messages(&nats, &stream, 8).await;
+    assert_eq!(by_task(&got), expected);
+    for server in servers {
+        server.shutdown().await.unwrap();
+    }
+    assert_eq!(db.number("SELECT count(*) FROM outbox"), 0);
+    delete_stream(&nats, &stream).await;
+}
