@@ -162,7 +162,7 @@ impl Database {
 }
 
 /// Shows a PostgreSQL URL with its password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

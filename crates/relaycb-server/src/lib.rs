@@ -33,7 +33,7 @@ use relaycb_core::KeyRing;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-pub use config::{Config, Database, LogFormat, redact_url};
+pub use config::{Config, Database, LogFormat};
 pub use error::ApiError;
 pub use store::StoreError;
 pub use telemetry::init as init_tracing;

@@ -11,6 +11,10 @@
 //! includes the schema, so stores in different schemas of one database do
 //! not wait for each other.
 //!
+//! Ids increase in commit order but, unlike SQLite's, may have gaps: an
+//! insert that meets an existing dedup key, or is rolled back, still takes
+//! a value from the sequence.
+//!
 //! The schema is the connection's: set `search_path` (for example with
 //! `?options=-csearch_path%3Drelaycb` in the URL) to keep relaycb's tables
 //! in a schema of their own.
