@@ -89,7 +89,7 @@ pub(crate) async fn start(shared: Arc<Shared>, wake: Arc<Notify>) -> anyhow::Res
         jetstream,
         wake,
         stream_ready: false,
-        failing_since: None,
+        failures_in_a_row: None,
     };
     let task = tokio::spawn(async move {
         tokio::select! {
@@ -123,7 +123,7 @@ struct Worker {
     stream_ready: bool,
     backoff: Backoff,
     /// Failed attempts in a row, for the log line when they stop.
-    failing_since: Option<u64>,
+    failures_in_a_row: Option<u64>,
 }
 
 impl Worker {
@@ -175,6 +175,14 @@ impl Worker {
 
     /// Publishes `message` until JetStream acknowledges it. Before waiting
     /// after a failure, takes what is already published out of the outbox.
+    ///
+    /// FIXME: one publish in flight bounds throughput by the round trip to
+    /// NATS; pipelining the events of different tasks would keep each
+    /// task's order with more in flight.
+    /// FIXME: a failure that cannot pass (a message above the server's
+    /// max_payload, a stream whose subjects do not cover the prefix) is
+    /// retried for ever and holds back every later event; it is only
+    /// logged and counted.
     async fn publish_until_acknowledged(
         &mut self,
         message: &Message,
@@ -184,7 +192,7 @@ impl Worker {
         loop {
             match self.publish(message).await {
                 Ok(ack) => {
-                    if let Some(failures) = self.failing_since.take() {
+                    if let Some(failures) = self.failures_in_a_row.take() {
                         tracing::info!(failures, "publishing to nats again");
                     }
                     self.backoff.reset();
@@ -201,7 +209,7 @@ impl Worker {
                     self.shared.metrics.nats_publish_failure();
                     self.stream_ready = false;
                     let wait = self.backoff.next();
-                    let failures = self.failing_since.get_or_insert(0);
+                    let failures = self.failures_in_a_row.get_or_insert(0);
                     *failures += 1;
                     if *failures == 1 {
                         tracing::warn!(event_id, error = %format!("{error:#}"), retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
