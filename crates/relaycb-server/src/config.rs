@@ -21,14 +21,18 @@ pub struct Config {
     #[arg(long, env = "RELAYCB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// SQLite database file; created and migrated on start.
+    /// Where events are stored: a SQLite file (created if missing), or a
+    /// `postgres://` (or `postgresql://`) URL so that several servers share
+    /// one database. Migrated on start either way.
     #[arg(
         long,
         env = "RELAYCB_DB",
-        value_name = "PATH",
-        default_value = "relaycb.db"
+        value_name = "PATH|URL",
+        default_value = "relaycb.db",
+        value_parser = Database::parse,
+        hide_env_values = true
     )]
-    pub db: PathBuf,
+    pub db: Database,
 
     /// Path of the callback endpoint: the path of the task's CallbackUrl.
     #[arg(
@@ -136,6 +140,90 @@ pub struct Config {
     /// Log format on standard error.
     #[arg(long, env = "RELAYCB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+}
+
+/// The store the server writes to, chosen by the form of `--db`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An embedded SQLite file: nothing to install, one server per file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, which several servers may share. The URL is
+    /// kept whole (it may hold a password); [`Database`]'s `Display` and
+    /// `Debug` show it without the password.
+    Postgres(String),
+}
+
+impl Database {
+    /// `postgres://...` or `postgresql://...` selects PostgreSQL; anything
+    /// else is a SQLite path.
+    pub fn parse(value: &str) -> Result<Database, String> {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            value
+                .parse::<postgres::Config>()
+                .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))?;
+            Ok(Database::Postgres(value.to_owned()))
+        } else if value.is_empty() {
+            Err("the database path must not be empty".to_owned())
+        } else {
+            Ok(Database::Sqlite(PathBuf::from(value)))
+        }
+    }
+
+    /// Whether other servers may write to the same store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Database::Postgres(_))
+    }
+}
+
+/// Shows a PostgreSQL URL with its password replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    // A password may also come as a query parameter.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -249,7 +337,7 @@ mod tests {
     fn defaults_run_on_a_laptop() {
         let config = Config::parse_from(["relaycb-server"]);
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(config.db, PathBuf::from("relaycb.db"));
+        assert_eq!(config.db, Database::Sqlite(PathBuf::from("relaycb.db")));
         assert_eq!(config.callback_path, "/callback");
         assert_eq!(config.max_body, 65_536);
         assert_eq!(config.clock_skew, Duration::from_secs(60));
@@ -283,6 +371,25 @@ mod tests {
             let config = Config::parse_from(["relaycb-server", flags[0], flags[1]]);
             assert!(config.validate().is_err(), "{flags:?}");
         }
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_never_shows_its_password() {
+        let config = Config::parse_from([
+            "relaycb-server",
+            "--db",
+            "postgres://relay:hunter2@db.internal:5432/relaycb?sslmode=disable&password=hunter2",
+        ]);
+        assert!(config.db.is_shared());
+        let shown = format!("{} {config:?}", config.db);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("relay:***@db.internal:5432/relaycb"),
+            "{shown}"
+        );
+        let sqlite = Config::parse_from(["relaycb-server", "--db", "./postgres.db"]);
+        assert_eq!(sqlite.db, Database::Sqlite(PathBuf::from("./postgres.db")));
+        assert!(Database::parse("postgresql://x/y?connect_timeout=nope").is_err());
     }
 
     #[test]

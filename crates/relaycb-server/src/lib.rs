@@ -34,12 +34,12 @@ use relaycb_core::KeyRing;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-pub use config::{Config, LogFormat};
+pub use config::{Config, Database, LogFormat};
 pub use error::ApiError;
 pub use store::StoreError;
 pub use telemetry::init as init_tracing;
 
-use store::{Reader as _, StoreHandle};
+use store::StoreHandle;
 use tasks::TaskBoard;
 use telemetry::metrics::Metrics;
 
@@ -67,11 +67,11 @@ impl Service {
     /// store, rebuilds task state from it and starts the writer.
     pub async fn open(config: Config) -> anyhow::Result<Service> {
         config.validate().context("invalid configuration")?;
-        let path = config.db.clone();
+        let db = config.db.clone();
         let (writer, reader, board, pending) = tokio::task::spawn_blocking(move || {
-            let (writer, reader) = store::sqlite::open(&path)
-                .with_context(|| format!("cannot open the store {}", path.display()))?;
-            let board = TaskBoard::rebuild(&reader).context("cannot rebuild task state")?;
+            let (writer, reader) =
+                store::open(&db).with_context(|| format!("cannot open the store {db}"))?;
+            let board = TaskBoard::rebuild(&*reader).context("cannot rebuild task state")?;
             let pending = reader.outbox_len().context("cannot count the outbox")?;
             anyhow::Ok((writer, reader, board, pending))
         })
@@ -83,8 +83,8 @@ impl Service {
         // New events go to the outbox only when they are to be published.
         let outbox = config.nats_url.as_ref().map(|_| Arc::new(Notify::new()));
         let store = StoreHandle::spawn(
-            Box::new(writer),
-            Arc::new(reader),
+            writer,
+            reader,
             board.clone(),
             metrics.clone(),
             config.max_rejected,
@@ -111,6 +111,18 @@ impl Service {
             .close()
             .await
             .context("closing the store failed")
+    }
+}
+
+impl Shared {
+    /// Brings task state up to date with the store before it is shown: on
+    /// a store shared with other servers, their events and retries.
+    pub(crate) async fn refresh_tasks(&self) -> Result<(), StoreError> {
+        if !self.config.db.is_shared() {
+            return Ok(());
+        }
+        let board = self.board.clone();
+        self.store.read(move |reader| board.refresh(reader)).await
     }
 }
 
@@ -178,7 +190,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             let _ = stopped.await;
         },
     ));
-    tracing::info!(%addr, db = %service.shared.config.db.display(), callback_path = %service.shared.config.callback_path, "relaycb-server listening");
+    tracing::info!(%addr, db = %service.shared.config.db, callback_path = %service.shared.config.callback_path, "relaycb-server listening");
     Ok(Running {
         addr,
         stop,

@@ -1,9 +1,15 @@
 //! The state of every task: relaycb-core's [`Tracker`] fed with the stored
 //! events, kept in memory behind a lock.
 //!
-//! Only the writer feeds it, once per new event, in row id order; on start
-//! it is rebuilt by feeding the stored events in the same order with the
-//! same observations, so a restart changes nothing that the API shows.
+//! Every stored event is folded once, in row id order, whoever wrote it:
+//! the writer folds its own events inside its transaction, after
+//! [`TaskBoard::catch_up`] has folded every event committed before (by
+//! this server or, on a shared PostgreSQL store, by another); the API
+//! catches up before it answers. On start the board is rebuilt by folding
+//! the stored events in the same order with the same observations, so a
+//! restart changes nothing that the API shows, and two servers on one
+//! store show the same state.
+//!
 //! Retries are never fed to the tracker (the store already recognised
 //! them); their count per task is kept beside it from the `deliveries`
 //! column, because the tracker's own retry memory is bounded.
@@ -14,7 +20,7 @@ use std::sync::RwLock;
 use relaycb_core::lifecycle::Unattributed;
 use relaycb_core::{Callback, DedupKey, Observation, Outcome, TaskState, Tracker};
 
-use crate::store::{Reader, StoreError};
+use crate::store::{Reader, ReplayRow, StoreError};
 
 /// Every task's state.
 #[derive(Debug, Default)]
@@ -27,6 +33,8 @@ struct Inner {
     tracker: Tracker,
     /// Extra deliveries per task.
     duplicates: HashMap<String, u64>,
+    /// The highest event id folded (or skipped as unreadable).
+    last_folded: i64,
 }
 
 impl TaskBoard {
@@ -44,25 +52,14 @@ impl TaskBoard {
     /// is read and folded again); a persisted snapshot of the tracker would
     /// bound it.
     pub(crate) fn reload(&self, reader: &dyn Reader) -> Result<(), StoreError> {
-        let mut tracker = Tracker::new();
+        let mut fresh = Inner::default();
         let mut count = 0u64;
-        reader.replay(&mut |row| {
-            let key = match row.dedup_key.parse::<DedupKey>() {
-                Ok(key) => key,
-                Err(error) => {
-                    tracing::warn!(id = row.id, %error, "stored dedup key unreadable; event skipped");
-                    return;
-                }
-            };
-            tracker.observe(observation(row.id, key, row.received_at_ms, &row.callback));
-            count += 1;
+        reader.replay_after(0, &mut |row| {
+            count += u64::from(fresh.fold(&row));
         })?;
-        let duplicates = reader.duplicates_by_task()?.into_iter().collect();
+        fresh.duplicates = reader.duplicates_by_task()?.into_iter().collect();
         let mut inner = self.write();
-        *inner = Inner {
-            tracker,
-            duplicates,
-        };
+        *inner = fresh;
         tracing::info!(
             events = count,
             tasks = inner.tracker.len(),
@@ -71,7 +68,39 @@ impl TaskBoard {
         Ok(())
     }
 
-    /// Folds a newly stored event.
+    /// Folds every stored event above the last one folded, in id order;
+    /// returns the highest id folded so far.
+    pub(crate) fn catch_up(&self, reader: &dyn Reader) -> Result<i64, StoreError> {
+        let after = self.read().last_folded;
+        let mut rows = Vec::new();
+        reader.replay_after(after, &mut |row| rows.push(row))?;
+        let mut inner = self.write();
+        // The writer may have folded some of them meanwhile.
+        for row in &rows {
+            if row.id > inner.last_folded {
+                inner.fold(row);
+            }
+        }
+        if !rows.is_empty() {
+            tracing::debug!(
+                read = rows.len(),
+                last_folded = inner.last_folded,
+                "task state caught up with the store"
+            );
+        }
+        Ok(inner.last_folded)
+    }
+
+    /// Catches up and takes the retry counts from the store: what a server
+    /// sharing its store with others does before it shows task state.
+    pub(crate) fn refresh(&self, reader: &dyn Reader) -> Result<(), StoreError> {
+        self.catch_up(reader)?;
+        let duplicates = reader.duplicates_by_task()?.into_iter().collect();
+        self.write().duplicates = duplicates;
+        Ok(())
+    }
+
+    /// Folds a newly stored event; its id must be above every id folded.
     pub(crate) fn observe(
         &self,
         id: i64,
@@ -79,9 +108,17 @@ impl TaskBoard {
         received_at_ms: i64,
         callback: &Callback,
     ) -> Outcome {
-        self.write()
+        let mut inner = self.write();
+        debug_assert!(id > inner.last_folded, "events are folded in id order");
+        inner.last_folded = inner.last_folded.max(id);
+        inner
             .tracker
             .observe(observation(id, key, received_at_ms, callback))
+    }
+
+    /// The highest event id folded so far.
+    pub(crate) fn last_folded(&self) -> i64 {
+        self.read().last_folded
     }
 
     /// Counts one more delivery of an event of that task.
@@ -135,6 +172,26 @@ impl TaskBoard {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    /// Folds one stored event; returns whether it could be.
+    fn fold(&mut self, row: &ReplayRow) -> bool {
+        self.last_folded = self.last_folded.max(row.id);
+        let Some(callback) = &row.callback else {
+            return false;
+        };
+        let key = match row.dedup_key.parse::<DedupKey>() {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::warn!(id = row.id, %error, "stored dedup key unreadable; event skipped");
+                return false;
+            }
+        };
+        self.tracker
+            .observe(observation(row.id, key, row.received_at_ms, callback));
+        true
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn measure_fresh(
 ) -> Result<Sample> {
     let server = Server::start(kind, programs)?;
     let load = Load {
-        addr: server.addr,
+        addrs: vec![server.addr],
         path: server.path.to_owned(),
         concurrency,
         warmup: plan.warmup,

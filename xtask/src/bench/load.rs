@@ -26,8 +26,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// What to send, where, and for how long.
 #[derive(Debug, Clone)]
 pub(crate) struct Load {
-    /// The server.
-    pub(crate) addr: SocketAddr,
+    /// The servers: connection `i` goes to `addrs[i % addrs.len()]`.
+    pub(crate) addrs: Vec<SocketAddr>,
     /// Path (and query) of the callback endpoint.
     pub(crate) path: String,
     /// Connections, each with one request in flight at a time.
@@ -100,12 +100,21 @@ async fn drive_async(load: Load, bodies: Arc<Vec<Bytes>>) -> Result<Run> {
     let counted_from = start + load.warmup;
     let deadline = start + load.duration;
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..load.concurrency.max(1) {
+    for i in 0..load.concurrency.max(1) {
         let (load, bodies, cursor) = (load.clone(), Arc::clone(&bodies), Arc::clone(&cursor));
+        let addr = load.addrs[i % load.addrs.len()];
         workers.spawn(async move {
             let mut tally = Tally::default();
-            if let Err(error) =
-                connection(&load, &bodies, &cursor, counted_from, deadline, &mut tally).await
+            if let Err(error) = connection(
+                &load,
+                addr,
+                &bodies,
+                &cursor,
+                counted_from,
+                deadline,
+                &mut tally,
+            )
+            .await
             {
                 tally.failed += 1;
                 tally.first_failure.get_or_insert(format!("{error:#}"));
@@ -146,21 +155,22 @@ async fn drive_async(load: Load, bodies: Arc<Vec<Bytes>>) -> Result<Run> {
 /// of the bodies.
 async fn connection(
     load: &Load,
+    addr: SocketAddr,
     bodies: &[Bytes],
     cursor: &AtomicUsize,
     counted_from: Instant,
     deadline: Instant,
     tally: &mut Tally,
 ) -> Result<()> {
-    let stream = tokio::net::TcpStream::connect(load.addr)
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .with_context(|| format!("cannot connect to {}", load.addr))?;
+        .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true).context("cannot set TCP_NODELAY")?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .context("HTTP handshake failed")?;
     let driver = tokio::spawn(conn);
-    let host = load.addr.to_string();
+    let host = addr.to_string();
     let end = load.end;
     loop {
         if Instant::now() >= deadline {

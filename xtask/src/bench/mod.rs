@@ -5,6 +5,8 @@
 //!
 //! 1–2. ingest: relaycb-server vs a no-op axum floor and a Python handler
 //!      (`ingest`), driven by one load generator (`load`);
+//! 1b.  ingest into PostgreSQL, two servers on one database, beside SQLite
+//!      (`postgres`);
 //! 3.   decode: typed decode vs `serde_json::Value` (`decode`);
 //! 4.   analyze: `relaycb analyze` vs `jq` and `wc -l` (`analyze`);
 //! 5.   scale: ingest with 10k, 100k, 1M events stored (`scale`).
@@ -21,6 +23,7 @@ mod decode;
 pub(crate) mod floor;
 mod ingest;
 mod load;
+mod postgres;
 mod report;
 mod scale;
 mod servers;
@@ -162,6 +165,7 @@ fn measure(plan: &Plan, root: &Path, target: &Path) -> Result<()> {
     let bodies = Arc::new(read_bodies(&log)?);
     eprintln!("bench: {} unique callbacks to send", bodies.len());
     ingest::run(plan, &programs, &bodies, &mut report).context("ingest benchmark")?;
+    postgres::run(plan, &programs, &bodies, &mut report).context("PostgreSQL ingest benchmark")?;
     scale::run(plan, &programs, &bodies, &mut report).context("scale benchmark")?;
     drop(bodies);
     std::fs::remove_file(&log).with_context(|| format!("cannot remove {}", log.display()))?;

@@ -54,7 +54,7 @@ pub(crate) fn run(
         let began = Instant::now();
         if stored < level {
             let fill = Load {
-                addr: filled.addr,
+                addrs: vec![filled.addr],
                 path: filled.path.to_owned(),
                 concurrency: CLIENTS,
                 warmup: Duration::ZERO,
@@ -82,7 +82,7 @@ pub(crate) fn run(
         for round in 0..plan.rounds {
             let e = measure_fresh(Kind::Relaycb, programs, plan, CLIENTS, bodies)?;
             let load = Load {
-                addr: filled.addr,
+                addrs: vec![filled.addr],
                 path: filled.path.to_owned(),
                 concurrency: CLIENTS,
                 warmup: plan.warmup,

@@ -1,6 +1,6 @@
 //! The servers under test, each a child process on a free loopback port
 //! with its files in a temporary folder: relaycb-server (release build,
-//! real SQLite store), the floor (a no-op axum route in this binary, see
+//! real SQLite store, or a PostgreSQL database), the floor (a no-op axum route in this binary, see
 //! `floor`) and the Python alternative. Started, waited for, measured
 //! (peak RSS from /proc) and stopped with SIGTERM, killed if they linger.
 
@@ -67,6 +67,16 @@ impl Server {
     /// Starts a server of `kind` in a fresh temporary folder and waits
     /// until it accepts connections.
     pub(crate) fn start(kind: Kind, programs: &Programs) -> Result<Server> {
+        Server::spawn(kind, programs, None)
+    }
+
+    /// Starts relaycb-server on the PostgreSQL database at `url` (shared
+    /// with whatever else uses it) and waits until it accepts connections.
+    pub(crate) fn start_postgres(programs: &Programs, url: &str) -> Result<Server> {
+        Server::spawn(Kind::Relaycb, programs, Some(url))
+    }
+
+    fn spawn(kind: Kind, programs: &Programs, db: Option<&str>) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("relaycb-bench-")
             .tempdir()
@@ -77,10 +87,11 @@ impl Server {
         let mut command = match kind {
             Kind::Relaycb => {
                 let mut c = Command::new(&programs.relaycb_server);
-                c.arg("--listen")
-                    .arg(addr.to_string())
-                    .arg("--db")
-                    .arg(dir.path().join("relaycb.db"));
+                c.arg("--listen").arg(addr.to_string()).arg("--db");
+                match db {
+                    Some(url) => c.arg(url),
+                    None => c.arg(dir.path().join("relaycb.db")),
+                };
                 c
             }
             Kind::Floor => {

@@ -1,7 +1,8 @@
 //! Logs read as a stream of records, a chunk at a time, so that a log of
 //! any size is read in bounded memory: JSON Lines of bare bodies, JSON
-//! Lines written by `relaycb export`, or the server's SQLite file (known by
-//! its `SQLite format 3` header).
+//! Lines written by `relaycb export`, the server's SQLite file (known by
+//! its `SQLite format 3` header) or its PostgreSQL store (a `postgres://`
+//! URL).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -92,6 +93,14 @@ pub(crate) fn read(
         let stdin = std::io::stdin();
         return read_lines(stdin.lock(), None, chunk, &mut each_chunk)
             .context("cannot read standard input");
+    }
+    if super::postgres::is_url(path) {
+        return read_postgres(path, chunk, &mut each_chunk).with_context(|| {
+            format!(
+                "cannot read the relaycb-server store {}",
+                super::postgres::redact(path)
+            )
+        });
     }
     let mut file = File::open(path).with_context(|| format!("cannot open {path}"))?;
     let mut header = [0u8; 16];
@@ -207,6 +216,40 @@ fn read_sqlite(path: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyh
             )?;
         }
     }
+    if !records.is_empty() {
+        each_chunk(records, progress)?;
+    }
+    Ok(())
+}
+
+fn read_postgres(url: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyhow::Result<()> {
+    use super::postgres;
+    let mut client = postgres::connect(url)?;
+    let mut progress = Progress {
+        done: 0,
+        total: Some(postgres::count(&mut client)?),
+    };
+    let mut records = Vec::with_capacity(chunk);
+    postgres::each_event(&mut client, &postgres::Filter::default(), |event| {
+        let id = u64::try_from(event.id).unwrap_or_default();
+        records.push(Record {
+            line: id,
+            payload: Payload::Row(Delivery {
+                id,
+                received_at_ms: Some(event.received_at_ms),
+                deliveries: u64::try_from(event.deliveries).unwrap_or(1).max(1),
+                body: event.raw,
+            }),
+        });
+        progress.done += 1;
+        if records.len() == chunk {
+            each_chunk(
+                std::mem::replace(&mut records, Vec::with_capacity(chunk)),
+                progress,
+            )?;
+        }
+        Ok(())
+    })?;
     if !records.is_empty() {
         each_chunk(records, progress)?;
     }

@@ -1,8 +1,10 @@
 //! Reading what the commands are given: a file or `-` for standard input,
 //! holding one body, JSON Lines of bodies, JSON Lines written by
-//! `relaycb export`, or (for the log commands) the server's SQLite file.
+//! `relaycb export`, or (for the log commands) the server's store: its
+//! SQLite file or a `postgres://` URL.
 
 pub(crate) mod log;
+pub(crate) mod postgres;
 
 use std::borrow::Cow;
 use std::io::Read;

@@ -18,7 +18,11 @@ struct Server {
 
 impl Server {
     fn start(dir: &tempfile::TempDir) -> Server {
-        let db = dir.path().join("relaycb.db").to_string_lossy().into_owned();
+        Server::on(dir.path().join("relaycb.db").to_string_lossy().into_owned())
+    }
+
+    /// A server on the store `db`: a SQLite path or a PostgreSQL URL.
+    fn on(db: String) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -119,6 +123,107 @@ fn replay_delivers_a_retry_storm_and_the_server_keeps_each_event_once() {
     assert_eq!(
         histories(&stored),
         histories(&analyze(&log.to_string_lossy()))
+    );
+}
+
+/// A schema of its own in the database named by `RELAYCB_TEST_POSTGRES`,
+/// dropped at the end; `None`, with a message, when the variable is unset.
+struct Schema {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    fn create(test: &str) -> Option<Schema> {
+        use std::io::Write as _;
+        let Ok(admin) = std::env::var("RELAYCB_TEST_POSTGRES") else {
+            // Past the test harness's capture, so that the skip is seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test}: RELAYCB_TEST_POSTGRES is not set (a postgres:// URL of a database where tests may create schemas)"
+            );
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("relaycb_cli_test_{}_{nanos}", std::process::id());
+        let separator = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{separator}options=-csearch_path%3D{name}");
+        postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap()
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
+        Some(Schema { admin, name, url })
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let dropped = postgres::Client::connect(&self.admin, postgres::NoTls).and_then(|mut c| {
+            c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+        });
+        if dropped.is_err() {
+            eprintln!("could not drop the test schema {}", self.name);
+        }
+    }
+}
+
+#[test]
+fn analyze_and_export_read_a_postgres_store_that_two_servers_filled() {
+    let Some(schema) = Schema::create("analyze_and_export_read_a_postgres_store") else {
+        return;
+    };
+    let mut servers = [
+        Server::on(schema.url.clone()),
+        Server::on(schema.url.clone()),
+    ];
+    let log = workspace().join("fixtures/sequences/retry_storm.jsonl");
+    for server in &servers {
+        let run = relaycb(&[
+            "replay",
+            &log.to_string_lossy(),
+            "--to",
+            &server.url(),
+            "--rate",
+            "200",
+        ]);
+        assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    }
+    for server in &mut servers {
+        server.stop();
+    }
+
+    let stored = analyze(&schema.url);
+    assert_eq!(
+        stored["summary"]["records"], 4,
+        "one row per distinct event"
+    );
+    assert_eq!(
+        stored["summary"]["deliveries"], 24,
+        "every delivery to either server counted"
+    );
+    assert_eq!(
+        histories(&stored),
+        histories(&analyze(&log.to_string_lossy()))
+    );
+    let export = relaycb(&["export", "--db", &schema.url]);
+    assert_eq!(export.code, 0, "{}", export.err);
+    assert_eq!(export.out.lines().count(), 4, "{}", export.out);
+    assert!(
+        export.err.starts_with("exported 4 events from postgres://"),
+        "{}",
+        export.err
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, &export.out).unwrap();
+    assert_eq!(
+        analyze(&file.to_string_lossy()),
+        stored,
+        "the export reads back as the store itself"
     );
 }
 

@@ -38,6 +38,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Err(error) = state.refresh_tasks().await {
+        // The figures are still worth serving; they are only behind.
+        tracing::warn!(%error, "task state could not catch up with the store");
+    }
     let tasks = state.board.tasks(now_ms());
     let text = state
         .metrics

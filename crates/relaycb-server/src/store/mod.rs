@@ -6,8 +6,8 @@
 //! Reads go through a [`Reader`] on their own connection.
 //!
 //! The database is reached through two small traits, [`Backend`] for the
-//! writer and [`Reader`] for queries, so that another database can be added
-//! beside [`sqlite`] without touching the routes or the writer.
+//! writer and [`Reader`] for queries: [`sqlite`] is the embedded default,
+//! [`postgres`] a database that several servers share.
 //!
 //! When publishing to NATS is configured, the store also keeps an outbox:
 //! the ids of new events not yet acknowledged by JetStream. A row is added
@@ -16,8 +16,13 @@
 //! JetStream acknowledged it. Events stored while publishing was off have
 //! no outbox row and are not published later.
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod writer;
+
+use std::sync::Arc;
+
+use crate::config::Database;
 
 use relaycb_core::Callback;
 use serde::Serialize;
@@ -31,6 +36,17 @@ pub enum StoreError {
     /// The database refused an operation.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL server refused an operation or could not be reached.
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// Another server's events could not all be read before writing.
+    #[error("the store holds events up to id {stored} but only {folded} could be read back")]
+    Behind {
+        /// The highest stored id.
+        stored: i64,
+        /// The highest id folded into task state.
+        folded: i64,
+    },
     /// A stored value could not be read back.
     #[error("stored {what} is not valid JSON: {source}")]
     Corrupt {
@@ -154,7 +170,45 @@ pub(crate) struct ReplayRow {
     pub(crate) id: i64,
     pub(crate) dedup_key: String,
     pub(crate) received_at_ms: i64,
-    pub(crate) callback: Callback,
+    /// `None` when the stored event no longer decodes (a warning was logged).
+    pub(crate) callback: Option<Callback>,
+}
+
+/// The callback of a stored event: its stored decoded form, or, when that
+/// is from another version, the raw body decoded again (it is the
+/// authority); `None`, with a warning, when neither reads.
+fn stored_callback(
+    id: i64,
+    decoded: &str,
+    raw: impl FnOnce() -> Result<Vec<u8>, StoreError>,
+) -> Result<Option<Callback>, StoreError> {
+    if let Ok(callback) = serde_json::from_str(decoded) {
+        return Ok(Some(callback));
+    }
+    match relaycb_core::decode(&raw()?) {
+        Ok(d) => Ok(Some(d.callback)),
+        Err(error) => {
+            tracing::warn!(id, %error, "stored event no longer decodes; skipped");
+            Ok(None)
+        }
+    }
+}
+
+/// An open store: the writer's side and the reader.
+pub(crate) type Opened = (Box<dyn Backend>, Arc<dyn Reader>);
+
+/// Opens the store named by `db`, creating and migrating it.
+pub(crate) fn open(db: &Database) -> Result<Opened, StoreError> {
+    Ok(match db {
+        Database::Sqlite(path) => {
+            let (writer, reader) = sqlite::open(path)?;
+            (Box::new(writer), Arc::new(reader))
+        }
+        Database::Postgres(url) => {
+            let (writer, reader) = postgres::open(url)?;
+            (Box::new(writer), Arc::new(reader))
+        }
+    })
 }
 
 /// One event waiting in the outbox, with what publishing it needs.
@@ -177,8 +231,21 @@ pub(crate) struct OutboxRow {
 /// time. Every method but `begin`, `commit` and `rollback` runs inside a
 /// transaction that `begin` opened.
 pub(crate) trait Backend: Send + 'static {
-    /// Opens a transaction.
+    /// Opens a transaction. On a store shared with other servers this also
+    /// waits for theirs to end, so that event ids are committed in id order.
     fn begin(&mut self) -> Result<(), StoreError>;
+    /// The highest event id committed so far (0 for none), as seen inside
+    /// the transaction: every event up to it must be folded into task state
+    /// before this transaction's own.
+    fn last_event_id(&mut self) -> Result<i64, StoreError>;
+    /// Told every event of the transaction, in order, before the first
+    /// `upsert_event`: a backend whose round trips are dear may write them
+    /// all at once here, as long as `upsert_event` then answers for each as
+    /// if it were written then, and ids follow this order.
+    fn stage_events(&mut self, events: &[&NewEvent]) -> Result<(), StoreError> {
+        let _ = events;
+        Ok(())
+    }
     /// Inserts an event, or counts one more delivery of the stored one with
     /// the same dedup key.
     fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError>;
@@ -207,8 +274,13 @@ pub(crate) trait Backend: Send + 'static {
 /// The query side of a database. Methods block; call them from
 /// `spawn_blocking`.
 pub(crate) trait Reader: Send + Sync + 'static {
-    /// Calls `each` with every stored event in id order.
-    fn replay(&self, each: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError>;
+    /// Calls `each` with every stored event whose id is above `after_id`,
+    /// in id order.
+    fn replay_after(
+        &self,
+        after_id: i64,
+        each: &mut dyn FnMut(ReplayRow),
+    ) -> Result<(), StoreError>;
     /// Extra deliveries (retries) per task.
     fn duplicates_by_task(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Events matching the query, newest first.

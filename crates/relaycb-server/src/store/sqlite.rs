@@ -116,6 +116,14 @@ impl Backend for SqliteWriter {
         Ok(())
     }
 
+    fn last_event_id(&mut self) -> Result<i64, StoreError> {
+        let id = self
+            .conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM events")?
+            .query_row([], |r| r.get(0))?;
+        Ok(id)
+    }
+
     fn upsert_event(&mut self, e: &NewEvent) -> Result<Upserted, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO events (dedup_key, task_id, callback_event, event_time, received_at_ms,
@@ -322,32 +330,27 @@ fn rejected_row(r: &Row<'_>, with_raw: bool) -> Result<RejectedRow, StoreError> 
 }
 
 impl Reader for SqliteReader {
-    fn replay(&self, each: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError> {
+    fn replay_after(
+        &self,
+        after_id: i64,
+        each: &mut dyn FnMut(ReplayRow),
+    ) -> Result<(), StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, dedup_key, received_at_ms, decoded, raw FROM events ORDER BY id",
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, dedup_key, received_at_ms, decoded FROM events WHERE id > ?1
+                 ORDER BY id",
             )?;
-            let mut rows = stmt.query([])?;
+            let mut rows = stmt.query([after_id])?;
             while let Some(r) = rows.next()? {
                 let decoded: String = r.get(3)?;
-                let callback = match serde_json::from_str(&decoded) {
-                    Ok(callback) => callback,
-                    // The stored form is from another version: decode the
-                    // raw body again, it is the authority.
-                    Err(_) => {
-                        let raw: Vec<u8> = r.get(4)?;
-                        match relaycb_core::decode(&raw) {
-                            Ok(d) => d.callback,
-                            Err(error) => {
-                                let id: i64 = r.get(0)?;
-                                tracing::warn!(id, %error, "stored event no longer decodes; skipped");
-                                continue;
-                            }
-                        }
-                    }
-                };
+                let id: i64 = r.get(0)?;
+                let callback = super::stored_callback(id, &decoded, || {
+                    let raw =
+                        conn.query_row("SELECT raw FROM events WHERE id = ?1", [id], |r| r.get(0))?;
+                    Ok(raw)
+                })?;
                 each(ReplayRow {
-                    id: r.get(0)?,
+                    id,
                     dedup_key: r.get(1)?,
                     received_at_ms: r.get(2)?,
                     callback,

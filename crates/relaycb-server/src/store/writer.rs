@@ -280,7 +280,20 @@ impl Writer {
     ) -> Result<Committed, StoreError> {
         let mut committed = Committed::default();
         let mut rejected = false;
-        if let Err(error) = self.backend.begin() {
+        let events: Vec<&NewEvent> = batch
+            .iter()
+            .filter_map(|c| match c {
+                Command::Event(event, _) => Some(&**event),
+                _ => None,
+            })
+            .collect();
+        let opened = self
+            .backend
+            .begin()
+            .and_then(|()| self.catch_up())
+            .and_then(|()| self.backend.stage_events(&events));
+        drop(events);
+        if let Err(error) = opened {
             failed.append(batch);
             return Err(error);
         }
@@ -355,6 +368,25 @@ impl Writer {
         }
         self.backend.commit()?;
         Ok(committed)
+    }
+
+    /// Folds every event committed before this transaction (by another
+    /// server sharing the store), so that this batch's events are folded
+    /// after them, in id order, as every server folds them.
+    ///
+    /// FIXME: on a shared store under load this reads the other servers'
+    /// latest batch through the reader while the write lock is held;
+    /// fetching those rows in `begin`'s round trip would shorten the lock.
+    fn catch_up(&mut self) -> Result<(), StoreError> {
+        let stored = self.backend.last_event_id()?;
+        if self.board.last_folded() >= stored {
+            return Ok(());
+        }
+        let folded = self.board.catch_up(&*self.reader)?;
+        if folded < stored {
+            return Err(StoreError::Behind { stored, folded });
+        }
+        Ok(())
     }
 
     fn event(&mut self, event: &NewEvent, observed: &mut bool) -> Result<Stored, StoreError> {
@@ -447,6 +479,9 @@ mod tests {
         fn begin(&mut self) -> Result<(), StoreError> {
             Ok(())
         }
+        fn last_event_id(&mut self) -> Result<i64, StoreError> {
+            Ok(0)
+        }
         fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError> {
             self.next_id += 1;
             Ok(Upserted {
@@ -490,7 +525,7 @@ mod tests {
     struct Empty;
 
     impl Reader for Empty {
-        fn replay(&self, _: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError> {
+        fn replay_after(&self, _: i64, _: &mut dyn FnMut(ReplayRow)) -> Result<(), StoreError> {
             Ok(())
         }
         fn duplicates_by_task(&self) -> Result<Vec<(String, u64)>, StoreError> {

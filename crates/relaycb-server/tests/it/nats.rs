@@ -19,7 +19,7 @@ use crate::common::config;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A name no other run uses: `<prefix>_<pid>_<nanos>`.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -28,7 +28,7 @@ fn unique(prefix: &str) -> String {
 }
 
 /// One relay callback of `task`; `n` makes it distinct and orders it.
-fn body(task: &str, event: &str, n: u32) -> String {
+pub(crate) fn body(task: &str, event: &str, n: u32) -> String {
     let msg = match event {
         "TaskStart" => json!({ "task_start_time": 0 }),
         "VodSourceFileStart" | "VodSourceFileFinish" => {
@@ -46,7 +46,7 @@ fn body(task: &str, event: &str, n: u32) -> String {
     .to_string()
 }
 
-fn key(body: &str) -> String {
+pub(crate) fn key(body: &str) -> String {
     DedupKey::of_body(body.as_bytes()).unwrap().to_string()
 }
 
@@ -104,7 +104,7 @@ where
 
 /// Every message of `stream` in stream order, once it holds `count` (and
 /// no more arrive within a moment).
-async fn messages(url: &str, stream: &str, count: u64) -> Vec<(String, String, Value)> {
+pub(crate) async fn messages(url: &str, stream: &str, count: u64) -> Vec<(String, String, Value)> {
     let js = jetstream::new(client(url).await);
     eventually(&format!("{count} messages in {stream}"), || {
         let js = js.clone();
@@ -147,7 +147,7 @@ async fn client(url: &str) -> async_nats::Client {
         .unwrap()
 }
 
-async fn delete_stream(url: &str, stream: &str) {
+pub(crate) async fn delete_stream(url: &str, stream: &str) {
     jetstream::new(client(url).await)
         .delete_stream(stream)
         .await
@@ -155,7 +155,7 @@ async fn delete_stream(url: &str, stream: &str) {
 }
 
 /// The message ids of each task (the CloudEvents subject), in stream order.
-fn by_task(messages: &[(String, String, Value)]) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn by_task(messages: &[(String, String, Value)]) -> BTreeMap<String, Vec<String>> {
     let mut tasks: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (_, id, event) in messages {
         let task = event["subject"].as_str().unwrap().to_owned();

@@ -1,5 +1,5 @@
 //! `relaycb analyze`: a log of callbacks (JSON Lines of bodies, JSON Lines
-//! from `relaycb export`, or the server's SQLite file) turned into a report
+//! from `relaycb export`, or the server's store) turned into a report
 //! of what every task did, one task's timeline, or a picture.
 //!
 //! The log is streamed: a reader thread reads chunks, workers decode them
@@ -29,8 +29,9 @@ const PROGRESS_FROM_BYTES: u64 = 32 << 20;
 /// Arguments of `relaycb analyze`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The logs: JSON Lines of bodies, JSON Lines from `relaycb export`, or
-    /// the server's SQLite file; `-` for standard input. Several logs are
+    /// The logs: JSON Lines of bodies, JSON Lines from `relaycb export`, the
+    /// server's SQLite file, or the `postgres://` URL of its PostgreSQL
+    /// store; `-` for standard input. Several logs are
     /// read as one, in the order given.
     #[arg(required = true)]
     pub logs: Vec<String>,
@@ -113,6 +114,11 @@ fn draw_progress(console: &mut Console<'_>, path: &str, progress: Progress) {
         return;
     };
     let percent = progress.done.saturating_mul(100) / total.max(1);
+    let path = if crate::input::postgres::is_url(path) {
+        crate::input::postgres::redact(path)
+    } else {
+        path.to_owned()
+    };
     let _ = write!(
         console.err,
         "\r\x1b[Kanalyze {path}: {percent}% ({} of {} MB)",

@@ -147,6 +147,7 @@ pub(crate) async fn tasks(
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     let params: TasksParams = query(&uri)?;
+    state.refresh_tasks().await.map_err(|e| store_failed(&e))?;
     let phase = params
         .phase
         .filter(|p| !p.is_empty())
@@ -181,6 +182,7 @@ pub(crate) async fn task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    state.refresh_tasks().await.map_err(|e| store_failed(&e))?;
     let Some(task) = state.board.task(&task_id, now_ms()) else {
         return Err(ApiError::not_found(format!("no task {task_id:?}")));
     };

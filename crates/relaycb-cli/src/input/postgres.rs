@@ -1,0 +1,132 @@
+//! The server's PostgreSQL store read as a log: the same `events` columns
+//! as its SQLite file, read a page at a time in id order so that a store of
+//! any size is read in bounded memory.
+
+use anyhow::Context;
+use postgres::{Client, NoTls};
+
+/// Events read per round trip.
+const PAGE: i64 = 10_000;
+
+/// Whether `input` names a PostgreSQL store rather than a file.
+pub(crate) fn is_url(input: &str) -> bool {
+    input.starts_with("postgres://") || input.starts_with("postgresql://")
+}
+
+/// `url` with its password replaced by `***`, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    // A password in the query string is dropped with the rest of it.
+    let tail = tail.split_once('?').map_or(tail, |(path, _)| path);
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// One stored event, as `relaycb export` and `relaycb analyze` need it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredEvent {
+    pub(crate) id: i64,
+    pub(crate) received_at_ms: i64,
+    pub(crate) last_received_at_ms: i64,
+    pub(crate) deliveries: i64,
+    pub(crate) raw: Vec<u8>,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filter<'a> {
+    /// First received at or after, ms.
+    pub(crate) since_ms: Option<i64>,
+    /// First received before, ms.
+    pub(crate) until_ms: Option<i64>,
+    /// Only this task's.
+    pub(crate) task: Option<&'a str>,
+}
+
+/// Connects to the store at `url`.
+pub(crate) fn connect(url: &str) -> anyhow::Result<Client> {
+    Client::connect(url, NoTls)
+        .with_context(|| format!("cannot connect to the relaycb-server store {}", redact(url)))
+}
+
+/// How many events the store holds.
+pub(crate) fn count(client: &mut Client) -> anyhow::Result<u64> {
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .context("the database does not look like a relaycb-server store")?
+        .get(0);
+    Ok(u64::try_from(total).unwrap_or_default())
+}
+
+/// Calls `each` with every event that passes `filter`, in id order.
+pub(crate) fn each_event(
+    client: &mut Client,
+    filter: &Filter<'_>,
+    mut each: impl FnMut(StoredEvent) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let page = client
+        .prepare(
+            "SELECT id, received_at_ms, last_received_at_ms, deliveries, raw FROM events
+             WHERE id > $1
+               AND ($2::BIGINT IS NULL OR received_at_ms >= $2)
+               AND ($3::BIGINT IS NULL OR received_at_ms < $3)
+               AND ($4::TEXT IS NULL OR task_id = $4)
+             ORDER BY id LIMIT $5",
+        )
+        .context("the database does not look like a relaycb-server store")?;
+    let mut after = 0i64;
+    loop {
+        let rows = client.query(
+            &page,
+            &[
+                &after,
+                &filter.since_ms,
+                &filter.until_ms,
+                &filter.task,
+                &PAGE,
+            ],
+        )?;
+        let full = rows.len() as i64 == PAGE;
+        for row in rows {
+            let event = StoredEvent {
+                id: row.try_get(0)?,
+                received_at_ms: row.try_get(1)?,
+                last_received_at_ms: row.try_get(2)?,
+                deliveries: row.try_get(3)?,
+                raw: row.try_get(4)?,
+            };
+            after = event.id;
+            each(event)?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_told_from_paths_and_shown_without_passwords() {
+        assert!(is_url("postgres://u@h/db"));
+        assert!(is_url("postgresql://u@h/db"));
+        assert!(!is_url("./postgres.db"));
+        assert_eq!(
+            redact("postgres://relay:hunter2@db:5432/relaycb?password=hunter2"),
+            "postgres://relay:***@db:5432/relaycb"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
