@@ -16,6 +16,8 @@
 //! JetStream acknowledged it. Events stored while publishing was off have
 //! no outbox row and are not published later.
 
+#[cfg(test)]
+mod contract;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod writer;

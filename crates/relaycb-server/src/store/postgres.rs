@@ -711,12 +711,12 @@ impl Reader for PgReader {
 mod tests {
     use std::io::Write as _;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use tokio::sync::Notify;
 
     use super::*;
     use crate::store::StoreHandle;
+    use crate::store::contract;
     use crate::tasks::TaskBoard;
     use crate::telemetry::metrics::Metrics;
 
@@ -770,92 +770,36 @@ mod tests {
         }
     }
 
-    fn event(body: &str) -> NewEvent {
-        let decoded = relaycb_core::decode(body.as_bytes()).unwrap();
-        let key = relaycb_core::DedupKey::of_body(body.as_bytes()).unwrap();
-        NewEvent {
-            dedup_key: key.to_string(),
-            task_id: decoded.callback.task_id.clone(),
-            callback_event: decoded.callback.event.name().to_owned(),
-            event_time: decoded.callback.event_time,
-            occurred_at_ms: decoded.callback.occurred_at_ms(),
-            received_at_ms: 5,
-            raw: body.as_bytes().to_vec(),
-            decoded: serde_json::to_string(&decoded.callback).unwrap(),
-            deviations: "[]".to_owned(),
-            headers: "{}".to_owned(),
-            peer: None,
-            key,
-            callback: decoded.callback,
-        }
-    }
-
-    async fn open_store(schema: &Schema, outbox: Option<Arc<Notify>>) -> StoreHandle {
+    async fn open_store(
+        schema: &Schema,
+        outbox: Option<Arc<Notify>>,
+    ) -> (StoreHandle, Arc<Metrics>) {
         let url = schema.url.clone();
         let (writer, reader) = tokio::task::spawn_blocking(move || open(&url))
             .await
             .unwrap()
             .unwrap();
-        StoreHandle::spawn(
+        let metrics = Arc::new(Metrics::default());
+        let store = StoreHandle::spawn(
             Box::new(writer),
             Arc::new(reader),
             Arc::new(TaskBoard::default()),
-            Arc::new(Metrics::default()),
+            metrics.clone(),
             10,
             outbox,
         )
-        .unwrap()
+        .unwrap();
+        (store, metrics)
     }
-
-    const START: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"7","appid":12,"event_time":1700000000}"#;
-    const EXIT: &str = r#"{"callback_event":"TaskExit","event_type":314,"task_id":"7","appid":12,"msg":"{\"exit_code\":0}"}"#;
 
     #[tokio::test]
     async fn the_outbox_queues_new_events_once_in_id_order_and_keeps_them_until_published() {
         let Some(schema) = Schema::create("the_outbox_queues_new_events_once") else {
             return;
         };
-        let notify = Arc::new(Notify::new());
-        let store = open_store(&schema, Some(notify.clone())).await;
-        let first = store.accept(event(START)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), notify.notified())
-            .await
-            .expect("a commit that queued an event wakes the publisher");
-        assert!(store.accept(event(START)).await.unwrap().duplicate);
-        let second = store.accept(event(EXIT)).await.unwrap();
-
-        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
-        let ids: Vec<i64> = pending.iter().map(|row| row.event_id).collect();
-        assert_eq!(ids, [first.id, second.id], "a retry is not queued again");
-        assert_eq!(pending[0].task_id.as_deref(), Some("7"));
-        assert_eq!(pending[0].occurred_at_ms, Some(1_700_000_000_000));
-        let after = store
-            .read(move |r| r.outbox_pending(first.id, 10))
-            .await
-            .unwrap();
-        assert_eq!(after.len(), 1);
-        assert_eq!(store.published(vec![first.id]).await.unwrap(), 1);
-        assert_eq!(store.published(vec![first.id]).await.unwrap(), 0);
-        assert_eq!(store.read(|r| r.outbox_len()).await.unwrap(), 1);
-        store.close().await.unwrap();
-
-        let store = open_store(&schema, None).await;
-        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
-        assert_eq!(
-            pending.len(),
-            1,
-            "what was not published survives a restart"
-        );
-        assert_eq!(pending[0].event_id, second.id);
-        store
-            .accept(event(&START.replace("7\"", "8\"")))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read(|r| r.outbox_len()).await.unwrap(),
-            1,
-            "without an outbox nothing is queued"
-        );
-        store.close().await.unwrap();
+        contract::outbox_keeps_new_events_in_order_until_published(async |outbox| {
+            open_store(&schema, outbox).await
+        })
+        .await;
     }
 }

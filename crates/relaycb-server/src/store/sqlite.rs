@@ -523,34 +523,14 @@ impl Reader for SqliteReader {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use tokio::sync::Notify;
 
     use super::*;
     use crate::store::StoreHandle;
+    use crate::store::contract::{self, START, event};
     use crate::tasks::TaskBoard;
     use crate::telemetry::metrics::Metrics;
-
-    fn event(body: &str) -> NewEvent {
-        let decoded = relaycb_core::decode(body.as_bytes()).unwrap();
-        let key = relaycb_core::DedupKey::of_body(body.as_bytes()).unwrap();
-        NewEvent {
-            dedup_key: key.to_string(),
-            task_id: decoded.callback.task_id.clone(),
-            callback_event: decoded.callback.event.name().to_owned(),
-            event_time: decoded.callback.event_time,
-            occurred_at_ms: decoded.callback.occurred_at_ms(),
-            received_at_ms: 5,
-            raw: body.as_bytes().to_vec(),
-            decoded: serde_json::to_string(&decoded.callback).unwrap(),
-            deviations: "[]".to_owned(),
-            headers: "{}".to_owned(),
-            peer: None,
-            key,
-            callback: decoded.callback,
-        }
-    }
 
     fn open_store(
         dir: &tempfile::TempDir,
@@ -570,56 +550,13 @@ mod tests {
         (store, metrics)
     }
 
-    const START: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"7","appid":12,"event_time":1700000000}"#;
-    const EXIT: &str = r#"{"callback_event":"TaskExit","event_type":314,"task_id":"7","appid":12,"msg":"{\"exit_code\":0}"}"#;
-
     #[tokio::test]
     async fn new_events_are_queued_once_in_id_order_and_leave_when_published() {
         let dir = tempfile::tempdir().unwrap();
-        let notify = Arc::new(Notify::new());
-        let (store, metrics) = open_store(&dir, Some(notify.clone()));
-
-        let first = store.accept(event(START)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), notify.notified())
-            .await
-            .expect("a commit that queued an event wakes the publisher");
-        let retry = store.accept(event(START)).await.unwrap();
-        assert!(retry.duplicate);
-        let second = store.accept(event(EXIT)).await.unwrap();
-
-        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
-        let ids: Vec<i64> = pending.iter().map(|row| row.event_id).collect();
-        assert_eq!(ids, [first.id, second.id], "a retry is not queued again");
-        assert_eq!(pending[0].task_id.as_deref(), Some("7"));
-        assert_eq!(pending[0].callback_event, "TaskStart");
-        assert_eq!(pending[0].occurred_at_ms, Some(1_700_000_000_000));
-        assert_eq!(pending[0].received_at_ms, 5);
-        let decoded: relaycb_core::Callback = serde_json::from_str(&pending[1].decoded).unwrap();
-        assert_eq!(decoded.appid, Some(12));
-        let after_first = store
-            .read(move |r| r.outbox_pending(first.id, 10))
-            .await
-            .unwrap();
-        assert_eq!(after_first.len(), 1);
-        assert_eq!(after_first[0].event_id, second.id);
-        assert!(metrics.render(&[], 0).contains("relaycb_nats_pending 2"));
-
-        assert_eq!(store.published(vec![first.id]).await.unwrap(), 1);
-        assert_eq!(
-            store.published(vec![first.id]).await.unwrap(),
-            0,
-            "an id already taken out is no error"
-        );
-        assert_eq!(store.read(|r| r.outbox_len()).await.unwrap(), 1);
-        assert!(metrics.render(&[], 0).contains("relaycb_nats_pending 1"));
-        store.close().await.unwrap();
-
-        // What was not published is still there after a restart.
-        let (store, _) = open_store(&dir, None);
-        let pending = store.read(|r| r.outbox_pending(0, 10)).await.unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].event_id, second.id);
-        store.close().await.unwrap();
+        contract::outbox_keeps_new_events_in_order_until_published(async |outbox| {
+            open_store(&dir, outbox)
+        })
+        .await;
     }
 
     #[tokio::test]
