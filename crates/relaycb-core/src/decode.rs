@@ -29,9 +29,10 @@ pub struct Decoded {
     pub deviations: Vec<Deviation>,
 }
 
-// FIXME: a typed decode of a 550-byte body takes about 0.95 of the time of
+// FIXME: a typed decode of a 514-byte body takes 1.05 of the time of
 // `serde_json::from_slice::<Value>` on the same bytes (target: 0.8; see
-// `cargo xtask bench`). What remains is mostly the simd-json passes, the
+// BENCHMARKS.md; callgrind counts 0.75 of Value's instructions, so the time
+// goes in memory traffic more than in work). What remains is mostly the simd-json passes, the
 // copies of large structs between parse and conversion, and one owned copy
 // of the nested `msg` object; a visitor that builds the domain values
 // directly from the tape would remove the last two.
