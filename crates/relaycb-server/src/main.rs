@@ -9,6 +9,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use relaycb_server::Config;
 
+// The store writer frees and reallocates SQLite's statement journal for
+// every upsert; glibc's allocator gives that memory back to the kernel
+// (madvise) each time on a thread's own arena, and mimalloc keeps it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
