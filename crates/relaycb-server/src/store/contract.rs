@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{NewEvent, StoreHandle};
+use super::{Backend, NewEvent, Reader, StoreHandle};
+use crate::tasks::TaskBoard;
 use crate::telemetry::metrics::Metrics;
 
 /// A task start of task 7 with an event time.
@@ -35,6 +36,26 @@ pub(super) fn event(body: &str) -> NewEvent {
         key,
         callback: decoded.callback,
     }
+}
+
+/// Starts the writer over an opened store, with an empty task board and
+/// fresh metrics (returned, to read the gauges), keeping 10 refusals.
+pub(super) fn spawn(
+    writer: Box<dyn Backend>,
+    reader: Arc<dyn Reader>,
+    outbox: Option<Arc<Notify>>,
+) -> (StoreHandle, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let store = StoreHandle::spawn(
+        writer,
+        reader,
+        Arc::new(TaskBoard::default()),
+        metrics.clone(),
+        10,
+        outbox,
+    )
+    .unwrap();
+    (store, metrics)
 }
 
 /// The outbox contract. `open` opens the same store each time it is called

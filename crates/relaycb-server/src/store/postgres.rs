@@ -720,7 +720,6 @@ mod tests {
     use super::*;
     use crate::store::StoreHandle;
     use crate::store::contract;
-    use crate::tasks::TaskBoard;
     use crate::telemetry::metrics::Metrics;
 
     /// A schema of its own in the database named by `RELAYCB_TEST_POSTGRES`,
@@ -782,17 +781,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let store = StoreHandle::spawn(
-            Box::new(writer),
-            Arc::new(reader),
-            Arc::new(TaskBoard::default()),
-            metrics.clone(),
-            10,
-            outbox,
-        )
-        .unwrap();
-        (store, metrics)
+        contract::spawn(Box::new(writer), Arc::new(reader), outbox)
     }
 
     #[tokio::test]

@@ -529,7 +529,6 @@ mod tests {
     use super::*;
     use crate::store::StoreHandle;
     use crate::store::contract::{self, START, event};
-    use crate::tasks::TaskBoard;
     use crate::telemetry::metrics::Metrics;
 
     fn open_store(
@@ -537,17 +536,7 @@ mod tests {
         outbox: Option<Arc<Notify>>,
     ) -> (StoreHandle, Arc<Metrics>) {
         let (writer, reader) = open(&dir.path().join("outbox.db")).unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let store = StoreHandle::spawn(
-            Box::new(writer),
-            Arc::new(reader),
-            Arc::new(TaskBoard::default()),
-            metrics.clone(),
-            10,
-            outbox,
-        )
-        .unwrap();
-        (store, metrics)
+        contract::spawn(Box::new(writer), Arc::new(reader), outbox)
     }
 
     #[tokio::test]
