@@ -80,6 +80,7 @@ pub(crate) async fn serve(
             continue;
         };
         saturated = false;
+        metrics.connection_opened();
         let _ = stream.set_nodelay(true);
         let service = router
             .clone()
@@ -92,10 +93,12 @@ pub(crate) async fn serve(
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            metrics.connection_closed();
             drop(slot);
         });
     }

@@ -44,6 +44,7 @@ pub(crate) struct Metrics {
     rejections: Family<ReasonLabels, Counter>,
     rejected_dropped: Counter,
     connections_refused: Counter,
+    connections_open: Gauge,
     deviations: Family<KindLabels, Counter>,
     ack_latency: Histogram,
     batch_size: Histogram,
@@ -111,6 +112,12 @@ impl Default for Metrics {
             "Connections closed on arrival because --max-connections were open",
             connections_refused.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Connections open now, of at most --max-connections",
+            connections_open.clone(),
+        );
         let deviations = Family::<KindLabels, Counter>::default();
         registry.register(
             "deviations",
@@ -163,6 +170,7 @@ impl Default for Metrics {
             rejections,
             rejected_dropped,
             connections_refused,
+            connections_open,
             deviations,
             ack_latency,
             batch_size,
@@ -212,6 +220,16 @@ impl Metrics {
     /// Counts one connection closed because too many were open.
     pub(crate) fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// Follows one connection from its acceptance to its end.
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// The other half of [`Metrics::connection_opened`].
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.dec();
     }
 
     /// Counts one deviation of the given kind name.
