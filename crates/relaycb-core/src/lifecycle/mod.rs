@@ -6,7 +6,10 @@
 //! others is put back in event order and the window is folded again, so the
 //! state depends only on which events arrived, not on their arrival order,
 //! as long as no event is later than [`REORDER_WINDOW`] events of its task.
-//! Memory grows with the number of tasks, not the number of events.
+//! A task whose newest event is [`SETTLE_AFTER_MS`] older than the newest
+//! event of any task has its window folded away, since no retry comes that
+//! late; a task then costs one fold and its recent dedup keys. Memory grows
+//! with the number of tasks, not the number of events.
 
 mod anomaly;
 mod task;
@@ -26,6 +29,14 @@ use task::{Entry, Fold};
 /// How many of a task's latest events are kept to put late arrivals back in
 /// order.
 pub const REORDER_WINDOW: usize = 32;
+/// How long a task may be quiet, in event time measured by the newest event
+/// of any task, before its reorder window is folded away: Tencent retries a
+/// callback every minute up to 12 times, so an hour leaves a wide margin.
+pub const SETTLE_AFTER_MS: i64 = 3_600_000;
+/// A sweep for quiet tasks runs after this many observations, or after as
+/// many as there are tasks when there are more, so that it costs O(1) per
+/// observation.
+const SWEEP_EVERY: usize = 4096;
 /// How many recent dedup keys each task remembers to recognise a retry.
 pub const DEDUP_MEMORY: usize = 256;
 /// How many unattributed events are kept for the report (all are counted).
@@ -87,16 +98,21 @@ pub struct Tracker {
     unattributed: VecDeque<Unattributed>,
     unattributed_total: u64,
     latest_ms: Option<i64>,
+    /// Observations since the last sweep for quiet tasks.
+    since_sweep: usize,
 }
 
 #[derive(Debug, Clone)]
 struct History {
-    /// The fold of every event that has left the window.
-    settled: Fold,
+    /// The fold of every event that has left the window; `None` while the
+    /// window is empty, when it is `current`.
+    settled: Option<Box<Fold>>,
     /// The latest events, in event order.
     window: VecDeque<Entry>,
     /// `settled` with the window applied.
     current: Fold,
+    /// The time of the newest event, ms since the epoch.
+    newest_ms: Option<i64>,
     /// Anomalies about delivery rather than about the task.
     delivery: Anomalies,
     seen: VecDeque<u64>,
@@ -106,9 +122,10 @@ struct History {
 impl History {
     fn new(task_id: &str) -> History {
         History {
-            settled: Fold::new(task_id),
+            settled: None,
             window: VecDeque::new(),
             current: Fold::new(task_id),
+            newest_ms: None,
             delivery: Anomalies::default(),
             seen: VecDeque::new(),
             duplicates: 0,
@@ -116,6 +133,27 @@ impl History {
     }
 
     fn insert(&mut self, entry: Entry) {
+        let at_ms = entry.at_ms();
+        if self.window.is_empty()
+            && self.current.state.events > 0
+            && self.newest_ms.is_some_and(|newest| at_ms < newest)
+        {
+            // The window of this task was folded away: its events are
+            // settled, and this one can only follow them.
+            self.delivery.record(
+                AnomalyKind::TooLate,
+                at_ms,
+                &[entry.id],
+                format!(
+                    "arrived after its task had been quiet for {} min of log time; folded after the events already settled",
+                    SETTLE_AFTER_MS / 60_000
+                ),
+            );
+        }
+        self.newest_ms = Some(self.newest_ms.map_or(at_ms, |t| t.max(at_ms)));
+        let settled = self
+            .settled
+            .get_or_insert_with(|| Box::new(self.current.clone()));
         let position = self.window.partition_point(|e| e.order <= entry.order);
         if position == self.window.len() {
             self.current.apply(&entry);
@@ -126,14 +164,14 @@ impl History {
             ids.extend(later.iter().take(anomaly::EVENTS_KEPT - 1));
             self.delivery.record(
                 AnomalyKind::OutOfOrder,
-                entry.at_ms(),
+                at_ms,
                 &ids,
                 format!("arrived after {} event(s) that happened later", later.len()),
             );
-            if position == 0 && self.settled.state.events > 0 {
+            if position == 0 && settled.state.events > 0 {
                 self.delivery.record(
                     AnomalyKind::TooLate,
-                    entry.at_ms(),
+                    at_ms,
                     &[entry.id],
                     format!(
                         "arrived more than {REORDER_WINDOW} events late; folded as the oldest event still in order"
@@ -141,15 +179,21 @@ impl History {
                 );
             }
             self.window.insert(position, entry);
-            self.current = self.settled.clone();
+            self.current = Fold::clone(settled);
             for e in &self.window {
                 self.current.apply(e);
             }
         }
         if self.window.len() > REORDER_WINDOW {
             let oldest = self.window.pop_front().expect("window is not empty");
-            self.settled.apply(&oldest);
+            settled.apply(&oldest);
         }
+    }
+
+    /// Folds the window away: `current` already holds every event of it.
+    fn settle(&mut self) {
+        self.window = VecDeque::new();
+        self.settled = None;
     }
 
     fn is_repeat(&mut self, key: u64) -> bool {
@@ -208,16 +252,14 @@ impl Tracker {
                 }
             },
         };
-        let history = self
-            .tasks
-            .entry(task_id.clone())
-            .or_insert_with(|| History::new(&task_id));
+        if !self.tasks.contains_key(&task_id) {
+            self.tasks.insert(task_id.clone(), History::new(&task_id));
+        }
+        let history = self.tasks.get_mut(&task_id).expect("inserted above");
         if history.is_repeat(observation.key.short()) {
             return Outcome::Duplicate { task_id };
         }
-        let at_ms = own_time
-            .or_else(|| history.window.back().map(Entry::at_ms))
-            .unwrap_or(0);
+        let at_ms = own_time.or(history.newest_ms).unwrap_or(0);
         self.latest_ms = Some(self.latest_ms.map_or(at_ms, |t| t.max(at_ms)));
         let meta = task::Meta::of(callback, history.window.back().map(|e| &e.meta));
         history.insert(Entry::new(
@@ -227,9 +269,26 @@ impl Tracker {
             callback,
             meta,
         ));
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY.max(self.tasks.len()) {
+            self.settle_quiet();
+        }
         Outcome::Applied {
             task_id,
             attributed_by_sources: by_sources,
+        }
+    }
+
+    /// Folds away the window of every task quiet for [`SETTLE_AFTER_MS`].
+    fn settle_quiet(&mut self) {
+        self.since_sweep = 0;
+        let Some(horizon) = self.latest_ms.map(|t| t - SETTLE_AFTER_MS) else {
+            return;
+        };
+        for history in self.tasks.values_mut() {
+            if !history.window.is_empty() && history.newest_ms.is_some_and(|t| t < horizon) {
+                history.settle();
+            }
         }
     }
 

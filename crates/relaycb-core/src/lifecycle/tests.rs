@@ -267,3 +267,82 @@ fn out_of_order_delivery_gives_the_in_order_state_and_is_flagged() {
     assert_eq!(a, b);
     assert_eq!(b.current_file.as_ref().unwrap().index, Some(1));
 }
+
+/// Feeds task `t` a start and `files` files from `at_s` on; returns the
+/// time after the last.
+fn play(s: &mut Script, t: &str, at_s: i64, files: u32) -> i64 {
+    s.feed(&callback(Some(t), at_s, start()));
+    let mut now = at_s + 1;
+    for i in 0..files {
+        s.feed(&callback(
+            Some(t),
+            now,
+            Event::VodSourceFileStart(file(i, 60)),
+        ));
+        now += 60;
+        s.feed(&callback(
+            Some(t),
+            now,
+            Event::VodSourceFileFinish(file(i, 60)),
+        ));
+    }
+    now
+}
+
+#[test]
+fn a_task_quiet_for_an_hour_keeps_its_state_without_its_window() {
+    let mut s = Script::new();
+    let end = play(&mut s, "quiet", 1_000, 3);
+    let before = s.state("quiet");
+    assert!(!s.tracker.tasks["quiet"].window.is_empty());
+    // Another task goes on for more than an hour and a sweep's worth of events.
+    let mut now = end;
+    while now < end + SETTLE_AFTER_MS / 1000 + 60 || s.next_id < SWEEP_EVERY as u64 + 10 {
+        s.feed(&callback(
+            Some("busy"),
+            now,
+            Event::VodSourceFileStart(file(0, 1)),
+        ));
+        now += 1;
+    }
+    let quiet = &s.tracker.tasks["quiet"];
+    assert!(quiet.window.is_empty() && quiet.settled.is_none());
+    assert_eq!(s.state("quiet"), before);
+    assert!(!s.tracker.tasks["busy"].window.is_empty());
+
+    // It starts again, in order: folded as before, no anomaly.
+    play(&mut s, "quiet", now, 1);
+    let again = s.state("quiet");
+    assert_eq!((again.starts, again.files_finished), (2, 4));
+    assert_eq!(kinds(&again), kinds(&before));
+}
+
+#[test]
+fn an_event_arriving_after_its_task_settled_is_folded_last_and_flagged() {
+    let mut s = Script::new();
+    let end = play(&mut s, "q", 1_000, 2);
+    let mut now = end;
+    while now < end + SETTLE_AFTER_MS / 1000 + 60 || s.next_id < SWEEP_EVERY as u64 + 10 {
+        s.feed(&callback(
+            Some("busy"),
+            now,
+            Event::TaskAlarm { alarm: None },
+        ));
+        now += 1;
+    }
+    assert!(s.tracker.tasks["q"].window.is_empty());
+    // A file of the first minutes, two hours late.
+    let late = callback(Some("q"), 1_030, Event::VodSourceFileStart(file(7, 60)));
+    assert!(matches!(s.feed(&late), Outcome::Applied { .. }));
+    let state = s.state("q");
+    assert_eq!(state.files_started, 3);
+    let too_late = state
+        .anomalies
+        .iter()
+        .find(|a| a.kind == AnomalyKind::TooLate)
+        .expect("flagged too late");
+    assert!(too_late.detail.contains("quiet"), "{}", too_late.detail);
+    // A retry of a settled event is still recognised.
+    let retry = callback(Some("q"), 1_000, start());
+    assert!(matches!(s.feed(&retry), Outcome::Duplicate { .. }));
+}
