@@ -60,17 +60,14 @@ impl Doc<'_, '_> {
                         *w = (*w).max(cell.chars().count());
                     }
                 }
-                let render = |cells: &mut dyn Iterator<Item = &str>| {
-                    let mut line = String::from(" ");
-                    for (cell, width) in cells.zip(&widths) {
-                        let _ = write!(line, " {cell:<width$}");
-                    }
-                    line.trim_end().to_owned()
-                };
-                let head = render(&mut headers.iter().copied());
+                let head = padded(headers.iter().copied(), &widths);
                 let _ = writeln!(self.out, "{}", self.console.paint(Style::Dim, &head));
+                let mut line = String::new();
                 for row in rows {
-                    let _ = writeln!(self.out, "{}", render(&mut row.iter().map(String::as_str)));
+                    line.clear();
+                    pad_into(&mut line, row.iter().map(String::as_str), &widths);
+                    self.out.push_str(&line);
+                    self.out.push('\n');
                 }
             }
         }
@@ -96,6 +93,26 @@ impl Doc<'_, '_> {
             }
         }
     }
+}
+
+/// One line of a text table: each cell left-aligned in its column.
+fn padded<'a>(cells: impl Iterator<Item = &'a str>, widths: &[usize]) -> String {
+    let mut line = String::new();
+    pad_into(&mut line, cells, widths);
+    line
+}
+
+/// Writes [`padded`] into `line`, which a long table reuses for every row
+/// (a report may have a row for each of a hundred thousand tasks).
+fn pad_into<'a>(line: &mut String, cells: impl Iterator<Item = &'a str>, widths: &[usize]) {
+    line.push(' ');
+    for (cell, width) in cells.zip(widths) {
+        line.push(' ');
+        line.push_str(cell);
+        let fill = width.saturating_sub(cell.chars().count());
+        line.extend(std::iter::repeat_n(' ', fill));
+    }
+    line.truncate(line.trim_end().len());
 }
 
 /// The report as text or Markdown; `ids` names what anomalies point at
