@@ -1,5 +1,5 @@
 //! `cargo xtask bench [--quick]`: every speed and memory target of
-//! relaycb measured beside its reference in the same run (issue 5), on a
+//! relaycb measured beside its reference in the same run, on a
 //! machine that is usually shared, so that only ratios taken round by
 //! round mean much.
 //!
@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 
+use analyze::Shape;
 use report::Report;
 use servers::Programs;
 use stats::Machine;
@@ -158,9 +159,24 @@ fn measure(plan: &Plan, root: &Path, target: &Path) -> Result<()> {
 
     decode::run(plan, &mut report).context("decode benchmark")?;
 
-    let log = out.join("log.jsonl");
-    analyze::generate_log(&relaycb, plan.analyze_bytes, &log).context("generating the log")?;
-    analyze::run(plan, &relaycb, &log, &mut report).context("analyze benchmark")?;
+    let week = analyze::Log::generate(
+        &relaycb,
+        plan.analyze_bytes,
+        Shape::Week,
+        out.join("week.jsonl"),
+    )
+    .context("generating the week's log")?;
+    let short = analyze::Log::generate(
+        &relaycb,
+        plan.analyze_bytes,
+        Shape::ShortTasks,
+        out.join("log.jsonl"),
+    )
+    .context("generating the short-task log")?;
+    analyze::run(plan, &relaycb, &week, &short, &mut report).context("analyze benchmark")?;
+    std::fs::remove_file(&week.path)
+        .with_context(|| format!("cannot remove {}", week.path.display()))?;
+    let log = short.path;
 
     let bodies = Arc::new(read_bodies(&log)?);
     eprintln!("bench: {} unique callbacks to send", bodies.len());

@@ -26,7 +26,7 @@ use crate::input::log::{self, Payload, Progress, Record};
 
 /// Records decoded together: big enough to hand between threads cheaply,
 /// small enough to keep memory flat.
-const CHUNK: usize = 1024;
+const CHUNK: usize = 256;
 
 /// How many undecodable bodies are kept for the report (all are counted).
 pub(crate) const ERRORS_KEPT: usize = 20;

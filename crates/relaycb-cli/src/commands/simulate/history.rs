@@ -147,8 +147,18 @@ impl Task<'_> {
     }
 }
 
-/// The history of task number `index` (0-based) of a simulation.
-pub(crate) fn task(seed: u64, index: u64, files: u32, start_s: i64) -> (Vec<Happening>, Expected) {
+/// The history of task number `index` (0-based) of a simulation. With
+/// `hours`, the task runs that long: its playlist loops, and it is started
+/// again after every failure, as a task pushed around the clock; without,
+/// it plays its playlist 1 to 3 times and is left exited after
+/// [`MAX_RESTARTS`] restarts.
+pub(crate) fn task(
+    seed: u64,
+    index: u64,
+    files: u32,
+    start_s: i64,
+    hours: Option<u32>,
+) -> (Vec<Happening>, Expected) {
     let mut rng = Rng::fork(seed, index);
     let id = (300_000 + index).to_string();
     let sources = if files == 0 {
@@ -171,16 +181,18 @@ pub(crate) fn task(seed: u64, index: u64, files: u32, start_s: i64) -> (Vec<Happ
         id,
         rng: &mut rng,
     };
+    let until = hours.map(|h| begin + i64::from(h) * 3_600_000);
     if files == 0 {
-        live(&mut task, begin);
+        live(&mut task, begin, until);
     } else {
-        playlist(&mut task, begin, files);
+        playlist(&mut task, begin, files, until);
     }
     (task.events, task.expected)
 }
 
-/// A playlist task: its files in order, looped 0 to 2 times.
-fn playlist(task: &mut Task<'_>, begin: i64, files: u32) {
+/// A playlist task: its files in order, looped 0 to 2 times, or until
+/// `until` (ms since the epoch).
+fn playlist(task: &mut Task<'_>, begin: i64, files: u32, until: Option<i64>) {
     let durations: Vec<u64> = (0..files).map(|_| task.rng.range(30, 600) as u64).collect();
     let plays = u64::from(files) * (1 + task.rng.range(0, 2) as u64);
     let mut now = begin;
@@ -189,7 +201,7 @@ fn playlist(task: &mut Task<'_>, begin: i64, files: u32) {
     let mut restarts = 0;
     let mut played = 0;
     let mut previous: Option<u32> = None;
-    while played < plays {
+    while until.map_or(played < plays, |until| now < until) {
         let index = (played % u64::from(files)) as u32;
         let duration = durations[index as usize];
         if previous.is_some_and(|p| index <= p) {
@@ -215,7 +227,7 @@ fn playlist(task: &mut Task<'_>, begin: i64, files: u32) {
         if task.rng.chance(FILE_FAILS) {
             let at = now + task.rng.range(length / 10, length * 9 / 10);
             task.fail(now, at);
-            if restarts == MAX_RESTARTS {
+            if restarts == MAX_RESTARTS && until.is_none() {
                 return;
             }
             restarts += 1;
@@ -240,20 +252,20 @@ fn playlist(task: &mut Task<'_>, begin: i64, files: u32) {
     task.exit(now + 1_000, 0, "task end");
 }
 
-/// A live-source task: runs 1 to 4 stretches of 5 to 30 minutes, failing
-/// now and then.
-fn live(task: &mut Task<'_>, begin: i64) {
+/// A live-source task: runs 1 to 4 stretches of 5 to 30 minutes, or
+/// stretches until `until`, failing now and then.
+fn live(task: &mut Task<'_>, begin: i64, until: Option<i64>) {
     let stretches = task.rng.range(1, 4);
     let mut now = begin;
     task.start(now);
     let mut restarts = 0;
     let mut done = 0;
-    while done < stretches {
+    while until.map_or(done < stretches, |until| now < until) {
         let length = task.rng.range(5, 30) * 60_000;
         if task.rng.chance(FILE_FAILS * 2.0) {
             let at = now + task.rng.range(length / 10, length * 9 / 10);
             task.fail(now, at);
-            if restarts == MAX_RESTARTS {
+            if restarts == MAX_RESTARTS && until.is_none() {
                 return;
             }
             restarts += 1;
@@ -264,5 +276,8 @@ fn live(task: &mut Task<'_>, begin: i64) {
         now += length;
         done += 1;
     }
-    task.exit(now, 0, "task end");
+    // A task kept running may have just been started again at `now`: its
+    // end comes after that start.
+    let end = if until.is_some() { now + 1_000 } else { now };
+    task.exit(end, 0, "task end");
 }

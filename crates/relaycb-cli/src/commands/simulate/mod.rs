@@ -50,6 +50,12 @@ pub struct Args {
     /// retry that much sooner); without it, send as fast as allowed.
     #[arg(long, value_name = "X")]
     pub speed: Option<f64>,
+    /// Keep every task running for this many hours of simulated time: its
+    /// playlist loops and it is started again after each failure, as a task
+    /// pushed around the clock (default: each task plays its playlist 1 to
+    /// 3 times and is left exited after 3 failed restarts).
+    #[arg(long, value_name = "H")]
+    pub hours: Option<u32>,
     /// Add Tencent's faults: retries of the same event, reordering, and
     /// the documented drifts of the body's shape.
     #[arg(long)]
@@ -65,22 +71,35 @@ pub struct Args {
     pub send: SendArgs,
 }
 
+/// What to simulate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    pub(crate) seed: u64,
+    pub(crate) tasks: u32,
+    pub(crate) files: u32,
+    pub(crate) hours: Option<u32>,
+    pub(crate) faults: bool,
+    pub(crate) start_s: i64,
+}
+
 /// Every delivery of a simulation in sending order, and what each task's
 /// history should fold into.
-pub(crate) fn generate(
-    seed: u64,
-    tasks: u32,
-    files: u32,
-    faults: bool,
-    start_s: i64,
-) -> (Vec<Delivery>, Vec<Expected>) {
+pub(crate) fn generate(plan: Plan) -> (Vec<Delivery>, Vec<Expected>) {
+    let Plan {
+        seed,
+        tasks,
+        files,
+        hours,
+        faults,
+        start_s,
+    } = plan;
     // FIXME: every delivery is held until sorted by time; a simulation of
     // millions of events would rather merge the tasks' streams lazily.
     let mut all = Vec::new();
     let mut expected = Vec::with_capacity(tasks as usize);
     let mut seq = 0;
     for index in 0..u64::from(tasks) {
-        let (events, task) = history::task(seed, index, files, start_s);
+        let (events, task) = history::task(seed, index, files, start_s, hours);
         let mut rng = rng::Rng::fork(seed ^ 0xFA17_FA17, index);
         all.extend(faults::deliveries(&events, &mut rng, faults, &mut seq));
         expected.push(task);
@@ -111,7 +130,17 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
             time::now_seconds()
         }
     });
-    let (deliveries, expected) = generate(seed, args.tasks, args.files, args.faults, start);
+    if args.hours == Some(0) {
+        return Err(UsageError("--hours must be at least 1".into()).into());
+    }
+    let (deliveries, expected) = generate(Plan {
+        seed,
+        tasks: args.tasks,
+        files: args.files,
+        hours: args.hours,
+        faults: args.faults,
+        start_s: start,
+    });
     let events: u64 = expected
         .iter()
         .map(|e| {

@@ -3,10 +3,22 @@
 
 use relaycb_core::{DedupKey, Observation, Tracker, decode};
 
-use super::generate;
+use super::{Plan, generate};
 
-fn fold(seed: u64, tasks: u32, files: u32, faults: bool) -> (Tracker, Vec<super::Expected>) {
-    let (deliveries, expected) = generate(seed, tasks, files, faults, super::FIXED_START);
+fn plan(seed: u64, tasks: u32, files: u32, faults: bool, start_s: i64) -> Plan {
+    Plan {
+        seed,
+        tasks,
+        files,
+        hours: None,
+        faults,
+        start_s,
+    }
+}
+
+fn fold(plan: Plan) -> (Tracker, Vec<super::Expected>) {
+    let faults = plan.faults;
+    let (deliveries, expected) = generate(plan);
     let mut tracker = Tracker::new();
     for (line, delivery) in deliveries.iter().enumerate() {
         let decoded = decode(&delivery.body).unwrap_or_else(|e| {
@@ -30,7 +42,17 @@ fn fold(seed: u64, tasks: u32, files: u32, faults: bool) -> (Tracker, Vec<super:
 }
 
 fn check(seed: u64, tasks: u32, files: u32, faults: bool) {
-    let (tracker, expected) = fold(seed, tasks, files, faults);
+    check_plan(plan(seed, tasks, files, faults, super::FIXED_START));
+}
+
+fn check_plan(plan: Plan) {
+    let Plan {
+        seed,
+        tasks,
+        faults,
+        ..
+    } = plan;
+    let (tracker, expected) = fold(plan);
     assert_eq!(tracker.len(), tasks as usize);
     assert_eq!(tracker.unattributed_total(), 0);
     for want in expected {
@@ -56,8 +78,14 @@ fn check(seed: u64, tasks: u32, files: u32, faults: bool) {
 
 #[test]
 fn the_same_seed_gives_the_same_deliveries_and_another_seed_others() {
-    assert_eq!(generate(7, 20, 3, true, 0), generate(7, 20, 3, true, 0));
-    assert_ne!(generate(7, 20, 3, true, 0).0, generate(8, 20, 3, true, 0).0);
+    assert_eq!(
+        generate(plan(7, 20, 3, true, 0)),
+        generate(plan(7, 20, 3, true, 0))
+    );
+    assert_ne!(
+        generate(plan(7, 20, 3, true, 0)).0,
+        generate(plan(8, 20, 3, true, 0)).0
+    );
 }
 
 #[test]
@@ -78,7 +106,31 @@ fn faults_change_the_deliveries_but_not_the_histories() {
     for seed in 0..5 {
         check(seed, 40, 4, true);
     }
-    let (plain, _) = generate(3, 40, 4, false, 0);
-    let (faulty, _) = generate(3, 40, 4, true, 0);
+    let (plain, _) = generate(plan(3, 40, 4, false, 0));
+    let (faulty, _) = generate(plan(3, 40, 4, true, 0));
     assert!(faulty.len() > plain.len(), "faults add retries");
+}
+
+#[test]
+fn tasks_kept_running_for_hours_restart_after_every_failure_and_fold_into_what_they_tell() {
+    for (files, faults) in [(3, false), (0, false), (5, true)] {
+        let plan = Plan {
+            hours: Some(48),
+            ..plan(21, 8, files, faults, super::FIXED_START)
+        };
+        check_plan(plan);
+        let (tracker, expected) = fold(plan);
+        for want in &expected {
+            let got = tracker.task(&want.task_id, None).unwrap();
+            let span = got.last_event_at_ms.unwrap() - got.first_event_at_ms.unwrap();
+            assert!(
+                span >= 48 * 3_600_000,
+                "task {} ran {span} ms",
+                want.task_id
+            );
+        }
+        // Over two days a task fails more often than a short one may.
+        let most = expected.iter().map(|e| e.starts).max().unwrap();
+        assert!(most > 4, "at most {most} starts (files {files})");
+    }
 }
