@@ -29,13 +29,12 @@ pub struct Decoded {
     pub deviations: Vec<Deviation>,
 }
 
-// FIXME: a typed decode of a 514-byte body takes 1.05 of the time of
-// `serde_json::from_slice::<Value>` on the same bytes (target: 0.8; see
-// BENCHMARKS.md; callgrind counts 0.75 of Value's instructions, so the time
-// goes in memory traffic more than in work). What remains is mostly the simd-json passes, the
-// copies of large structs between parse and conversion, and one owned copy
-// of the nested `msg` object; a visitor that builds the domain values
-// directly from the tape would remove the last two.
+// FIXME: a typed decode of a 514-byte body takes about 0.75-0.8 of the
+// time of `serde_json::from_slice::<Value>` on the same bytes (target: 0.8;
+// see BENCHMARKS.md), too close to the target to be sure of it on a busy
+// machine. The flat parser reads the common shape in one pass; what
+// remains is unescaping `msg` and `source_urls` into copies and scanning
+// them again, and moving the large slot arrays of `WireObject`.
 
 /// Turns a parsed document into a callback.
 fn finish(cx: &mut Context, document: Document<'_>) -> Result<Callback, Error> {
@@ -91,16 +90,7 @@ fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<De
             "body is empty: expected a JSON object",
         ));
     }
-    let fast = try_fast
-        .then(|| {
-            crate::fast::with_parser(bytes, |input, buffers| {
-                let mut json =
-                    simd_json::Deserializer::from_slice_with_buffers(input, buffers).ok()?;
-                let document = DocumentSeed(BODY_KEYS).deserialize(&mut json).ok()?;
-                Some(finish(&mut cx, document))
-            })
-        })
-        .flatten();
+    let fast = if try_fast { fast(&mut cx, bytes) } else { None };
     let callback = match fast {
         Some(result) => result?,
         // serde_json decides what the fast parser refused, and words the error.
@@ -131,6 +121,22 @@ fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<De
     Ok(Decoded {
         callback,
         deviations: cx.deviations,
+    })
+}
+
+/// Decodes on the fast paths: the flat parser for the common shape, else
+/// simd-json. `None` when both refuse the body, leaving it to serde_json.
+fn fast(cx: &mut Context, bytes: &[u8]) -> Option<Result<Callback, Error>> {
+    let flat = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| crate::flat::object(BODY_KEYS, text));
+    if let Some(mut object) = flat {
+        return Some(cx.callback(&mut object));
+    }
+    crate::fast::with_parser(bytes, |input, buffers| {
+        let mut json = simd_json::Deserializer::from_slice_with_buffers(input, buffers).ok()?;
+        let document = DocumentSeed(BODY_KEYS).deserialize(&mut json).ok()?;
+        Some(finish(cx, document))
     })
 }
 
@@ -487,6 +493,9 @@ impl Context {
             callback.raw_msg = Some(text.to_owned());
             return None;
         }
+        if let Some(object) = crate::flat::object(MSG_KEYS, text) {
+            return Some(object);
+        }
         let mut json = serde_json::Deserializer::from_str(text);
         let parsed = DocumentSeed(MSG_KEYS)
             .deserialize(&mut json)
@@ -602,6 +611,9 @@ impl Context {
                 if !trimmed.starts_with('[') {
                     self.deviate(PATH, DeviationKind::SingleValue);
                     return Ok(vec![trimmed.to_owned()]);
+                }
+                if let Some(urls) = crate::flat::strings(trimmed) {
+                    return Ok(urls);
                 }
                 if let Ok(urls) = serde_json::from_str::<Vec<String>>(trimmed) {
                     return Ok(urls);
@@ -868,7 +880,98 @@ mod tests {
         );
     }
 
+    /// Values that the flat parser must read exactly as serde_json does, or
+    /// leave to it: escapes, non-ASCII text, every integer edge serde_json
+    /// treats as a float or refuses, and nested JSON.
+    // FIXME: `-0` is left out: simd-json reads it as the integer 0 and
+    // serde_json as the float -0.0, so a body with `"task_id": -0` decodes
+    // (with a deviation) on the fast path and is refused on the other.
+    fn tricky_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec![
+                r#""""#,
+                r#""118145""#,
+                r#"" 12 ""#,
+                r#""a\"b\\c\/d\n\t\r\b\f""#,
+                r#""\u00e9\ud83d\ude00""#,
+                "\"\u{e9}t\u{e9}\"",
+                "\"\u{1}\"",
+                r#""\x""#,
+                "0",
+                "7",
+                "-7",
+                "01",
+                "-",
+                "1.0",
+                "1.5",
+                "1e3",
+                "2E-2",
+                "123456789012345678",
+                "-123456789012345678",
+                "1234567890123456789",
+                "9223372036854775807",
+                "9223372036854775808",
+                "-9223372036854775809",
+                "true",
+                "false",
+                "null",
+                "nul",
+                "[]",
+                "{}",
+                "[1,\"a\"]",
+                r#"{"k":[1]}"#,
+                r#""{\"url\":\"http://a/x.m3u8\",\"index\":3,\"duration\":14920}""#,
+                r#""{\"code\":-22,\"message\":\"write packet error.\",\"task_exit_time\":0}""#,
+                r#"" {\"type\" : \"PullFileFailed\" } ""#,
+                r#""{\"index\":1,\"index\":2}""#,
+                r#""{\"index\":1.0,\"x\":{}}""#,
+                r#""{\"url\":\"\\u0041\"}""#,
+                r#""{""#,
+                r#""[\"http://a/x.m3u8\",\"http://b/y.m3u8\"]\n""#,
+                r#""[]""#,
+                r#""[1]""#,
+                r#""[\"a\\\"b\"]""#,
+                r#""http://a/x.m3u8""#,
+            ])
+            .prop_map(str::to_owned),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[ -~]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        ]
+    }
+
+    fn body_of(fields: &[(String, String)], space: &str) -> String {
+        let pairs: Vec<String> = fields
+            .iter()
+            .map(|(key, value)| format!("{key}{space}:{space}{value}"))
+            .collect();
+        format!(
+            "{space}{{{space}{}{space}}}{space}",
+            pairs.join(&format!(",{space}"))
+        )
+    }
+
     proptest! {
+        #[test]
+        fn fast_and_serde_json_paths_agree_on_flat_bodies(
+            event in proptest::sample::select(vec![
+                "TaskStart", "VodSourceFileStart", "VodSourceFileFinish", "TaskExit",
+                "TaskAlarm", "PullFileFailed", "ResetTaskConfig", "Nope",
+            ]),
+            fields in proptest::collection::vec((
+                proptest::sample::select(vec![
+                    "appid", "appId", "event_type", "task_id", "stream_id", "to_url",
+                    "source_urls", "msg", "event_time", "callback_url", "interface",
+                    "product_name", "t", "sign", "x_other", "ms\\u0067", "\"",
+                ]),
+                tricky_value(),
+            ), 0..8),
+            space in proptest::sample::select(vec!["", " ", "\n\t", "\r\n  "]),
+        ) {
+            let mut all = vec![("\"callback_event\"".to_owned(), format!("\"{event}\""))];
+            all.extend(fields.into_iter().map(|(key, value)| (format!("\"{key}\""), value)));
+            same_on_both_paths(body_of(&all, space).as_bytes());
+        }
+
         #[test]
         fn fast_and_serde_json_paths_agree_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             same_on_both_paths(&bytes);

@@ -246,6 +246,13 @@ pub(crate) struct KeySet {
     listed: Option<usize>,
 }
 
+impl KeySet {
+    /// The slot of a known key.
+    pub(crate) fn slot(&self, name: &str) -> Option<usize> {
+        (self.lookup)(name)
+    }
+}
+
 macro_rules! key_set {
     ($set:ident, $module:ident, $nested:expr, $listed:expr, { $($slot:ident = $name:literal),* $(,)? }) => {
         /// Slot numbers of the known keys.
@@ -315,7 +322,7 @@ pub(crate) struct WireObject<'a> {
 }
 
 impl<'a> WireObject<'a> {
-    fn empty(keys: KeySet) -> Self {
+    pub(crate) fn empty(keys: KeySet) -> Self {
         debug_assert!(keys.names.len() <= MAX_KEYS);
         WireObject {
             keys,
@@ -361,6 +368,15 @@ impl<'a> WireObject<'a> {
             .collect();
         map.extend(self.extra);
         map
+    }
+
+    /// Fills an empty slot; `false`, and nothing changed, when it was full.
+    pub(crate) fn put(&mut self, slot: usize, value: Loose<'a>) -> bool {
+        let empty = self.slots[slot].is_none();
+        if empty {
+            self.slots[slot] = Some(value);
+        }
+        empty
     }
 
     /// Takes the value of a known key out of its slot (a constant of the

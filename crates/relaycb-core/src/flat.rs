@@ -1,0 +1,259 @@
+//! A parser for the shape nearly every body has: one JSON object whose
+//! values are strings, integers, booleans or null, each under a known key
+//! and only once; the same for the object encoded in `msg`, and an array
+//! of strings for `source_urls`. It reads such text in one pass without
+//! building any intermediate tree, borrowing every string without escapes.
+//!
+//! It gives up (returns `None`) on anything else: nested values, numbers
+//! with a fraction or an exponent, `-0`, integers beyond 18 digits,
+//! `\u` escapes, unknown or repeated keys, and every syntax error. The
+//! general parsers then decide, so that whatever it does accept decodes
+//! exactly as they would decode it.
+
+use std::borrow::Cow;
+
+use crate::wire::{KeySet, Loose, WireObject};
+
+/// Reads `text` as one flat object of the known `keys`, or gives up.
+pub(crate) fn object(keys: KeySet, text: &str) -> Option<WireObject<'_>> {
+    let mut scan = Scanner::new(text);
+    let mut object = WireObject::empty(keys);
+    scan.skip_space();
+    scan.expect(b'{')?;
+    scan.skip_space();
+    if !scan.accept(b'}') {
+        loop {
+            scan.expect(b'"')?;
+            let slot = keys.slot(&scan.string()?)?;
+            scan.skip_space();
+            scan.expect(b':')?;
+            scan.skip_space();
+            let value = scan.value()?;
+            if !object.put(slot, value) {
+                return None;
+            }
+            scan.skip_space();
+            match scan.next()? {
+                b',' => scan.skip_space(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    scan.end().then_some(object)
+}
+
+/// Reads `text` as a JSON array of strings, or gives up.
+pub(crate) fn strings(text: &str) -> Option<Vec<String>> {
+    let mut scan = Scanner::new(text);
+    let mut items = Vec::new();
+    scan.skip_space();
+    scan.expect(b'[')?;
+    scan.skip_space();
+    if !scan.accept(b']') {
+        loop {
+            scan.expect(b'"')?;
+            items.push(scan.string()?.into_owned());
+            scan.skip_space();
+            match scan.next()? {
+                b',' => scan.skip_space(),
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    scan.end().then_some(items)
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// Whether only white space is left.
+    fn end(&mut self) -> bool {
+        self.skip_space();
+        self.at == self.bytes.len()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    /// Steps over `byte` if it comes next.
+    fn accept(&mut self, byte: u8) -> bool {
+        let found = self.bytes.get(self.at) == Some(&byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.accept(byte).then_some(())
+    }
+
+    fn literal(&mut self, word: &[u8], value: Loose<'a>) -> Option<Loose<'a>> {
+        let rest = self.bytes.get(self.at..)?;
+        rest.starts_with(word).then(|| {
+            self.at += word.len();
+            value
+        })
+    }
+
+    fn value(&mut self) -> Option<Loose<'a>> {
+        match *self.bytes.get(self.at)? {
+            b'"' => {
+                self.at += 1;
+                self.string().map(Loose::Str)
+            }
+            b'-' | b'0'..=b'9' => self.integer(),
+            b'n' => self.literal(b"null", Loose::Null),
+            b't' => self.literal(b"true", Loose::Bool(true)),
+            b'f' => self.literal(b"false", Loose::Bool(false)),
+            _ => None,
+        }
+    }
+
+    /// An integer as serde_json reads one: `-0` is a float there, and
+    /// longer numbers may overflow, so both are left to it.
+    fn integer(&mut self) -> Option<Loose<'a>> {
+        let negative = self.accept(b'-');
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+        let digits = &self.bytes[start..self.at];
+        let leading_zero = digits.first() == Some(&b'0') && digits.len() > 1;
+        if digits.is_empty() || digits.len() > 18 || leading_zero {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.bytes.get(self.at) {
+            return None;
+        }
+        let n = digits
+            .iter()
+            .fold(0i64, |n, digit| n * 10 + i64::from(digit - b'0'));
+        match (negative, n) {
+            (false, n) => Some(Loose::Int(n)),
+            (true, 0) => None,
+            (true, n) => Some(Loose::Int(-n)),
+        }
+    }
+
+    /// The rest of a string whose opening quote has been read: borrowed
+    /// when it has no escape, else unescaped into a copy.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.at;
+        self.at = special(self.bytes, start);
+        match *self.bytes.get(self.at)? {
+            b'"' => {
+                self.at += 1;
+                // Both ends are ASCII, so on character boundaries.
+                self.text.get(start..self.at - 1).map(Cow::Borrowed)
+            }
+            b'\\' => self.escaped(start).map(Cow::Owned),
+            _ => None,
+        }
+    }
+
+    /// The rest of a string from `start`, with an escape where the scanner is.
+    fn escaped(&mut self, start: usize) -> Option<String> {
+        // The text unescaped is no longer than it is escaped.
+        let mut text = String::with_capacity(self.closing_quote(self.at) - start);
+        let mut run = start;
+        loop {
+            text.push_str(self.text.get(run..self.at)?);
+            match *self.bytes.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(text);
+                }
+                b'\\' => {
+                    self.at += 1;
+                    text.push(match self.next()? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        _ => return None,
+                    });
+                    run = self.at;
+                    self.at = special(self.bytes, run);
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+impl Scanner<'_> {
+    /// Where the quote that closes a string is, from inside it (the length
+    /// when there is none).
+    fn closing_quote(&self, mut at: usize) -> usize {
+        loop {
+            at = special(self.bytes, at);
+            match self.bytes.get(at) {
+                Some(b'\\') => at += 2,
+                Some(b'"') | None => return at.min(self.bytes.len()),
+                Some(_) => at += 1,
+            }
+        }
+    }
+}
+
+/// Where the next quote, backslash or control character is at or after
+/// `at` (the length when there is none), eight bytes at a time.
+fn special(bytes: &[u8], at: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    const SPACES: u64 = ONES * b' ' as u64;
+    let mut offset = at.min(bytes.len());
+    let mut chunks = bytes[offset..].chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
+        let quote = word ^ QUOTES;
+        let backslash = word ^ BACKSLASHES;
+        // A byte is flagged when it is zero (or below a space); a borrow can
+        // flag bytes above the first, never below, so the lowest is exact.
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(SPACES) & !word)
+            & HIGH;
+        if found != 0 {
+            return offset + (found.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    for &byte in chunks.remainder() {
+        if byte == b'"' || byte == b'\\' || byte < b' ' {
+            break;
+        }
+        offset += 1;
+    }
+    offset
+}
