@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeSeed;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::callback::{AlarmKind, Callback, Event, FileEvent, RELAY_EVENT_TYPE, TaskExit};
 use crate::deviation::{Deviation, DeviationKind};
@@ -127,10 +127,10 @@ fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<De
 /// Decodes on the fast paths: the flat parser for the common shape, else
 /// simd-json. `None` when both refuse the body, leaving it to serde_json.
 fn fast(cx: &mut Context, bytes: &[u8]) -> Option<Result<Callback, Error>> {
-    let flat = std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|text| crate::flat::object(BODY_KEYS, text));
-    if let Some(mut object) = flat {
+    let mut object = WireObject::empty(BODY_KEYS);
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && crate::flat::object(&mut object, text).is_some()
+    {
         return Some(cx.callback(&mut object));
     }
     crate::fast::with_parser(bytes, |input, buffers| {
@@ -368,20 +368,28 @@ impl Context {
 
         // The parsed msg borrows from its text, which must outlive it.
         let text: Cow<'_, str>;
-        let parsed = match msg {
-            Some(Loose::Encoded(Encoded::Msg(object))) => Some(*object),
+        let mut fields = WireObject::empty(MSG_KEYS);
+        let is_object = match msg {
+            Some(Loose::Encoded(Encoded::Msg(object))) => {
+                fields = *object;
+                true
+            }
             Some(Loose::Encoded(Encoded::Text(t))) => {
                 text = Cow::Owned(t);
-                self.msg_text(callback, &text)
+                self.msg_text(callback, &text, &mut fields)
             }
             Some(Loose::Str(t)) => {
                 text = t;
-                self.msg_text(callback, &text)
+                self.msg_text(callback, &text, &mut fields)
             }
-            other => self.msg_object(other)?,
+            other => match self.msg_object(other)? {
+                Some(object) => {
+                    fields = object;
+                    true
+                }
+                None => false,
+            },
         };
-        let is_object = parsed.is_some();
-        let mut fields = parsed.unwrap_or_else(|| WireObject::from_map(MSG_KEYS, Map::new()));
         for key in std::mem::take(&mut fields.duplicates) {
             self.deviate(&format!("msg.{key}"), DeviationKind::DuplicateKey);
         }
@@ -485,34 +493,44 @@ impl Context {
         })
     }
 
-    /// Reads a `msg` string as an object of the documented keys. `None` when
-    /// it is empty or not a JSON object; the text is then kept in `raw_msg`.
-    fn msg_text<'m>(&mut self, callback: &mut Callback, text: &'m str) -> Option<WireObject<'m>> {
+    /// Reads a `msg` string into `fields`, an empty object of the documented
+    /// keys. `false`, and `fields` left empty, when it is empty or not a JSON
+    /// object; the text is then kept in `raw_msg`.
+    fn msg_text<'m>(
+        &mut self,
+        callback: &mut Callback,
+        text: &'m str,
+        fields: &mut WireObject<'m>,
+    ) -> bool {
         if text.trim().is_empty() {
             self.deviate("msg", DeviationKind::Empty);
             callback.raw_msg = Some(text.to_owned());
-            return None;
+            return false;
         }
-        if let Some(object) = crate::flat::object(MSG_KEYS, text) {
-            return Some(object);
+        if crate::flat::object(fields, text).is_some() {
+            return true;
         }
+        *fields = WireObject::empty(MSG_KEYS);
         let mut json = serde_json::Deserializer::from_str(text);
         let parsed = DocumentSeed(MSG_KEYS)
             .deserialize(&mut json)
             .and_then(|doc| json.end().map(|()| doc));
         match parsed {
-            Ok(Document::Object(object)) => Some(*object),
+            Ok(Document::Object(object)) => {
+                *fields = *object;
+                true
+            }
             Ok(Document::Other(found)) => {
                 self.msg_not_json(
                     callback,
                     text,
                     format!("expected a JSON object, found {found}"),
                 );
-                None
+                false
             }
             Err(e) => {
                 self.msg_not_json(callback, text, e.to_string());
-                None
+                false
             }
         }
     }

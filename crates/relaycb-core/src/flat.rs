@@ -12,12 +12,13 @@
 
 use std::borrow::Cow;
 
-use crate::wire::{KeySet, Loose, WireObject};
+use crate::wire::{Loose, WireObject};
 
-/// Reads `text` as one flat object of the known `keys`, or gives up.
-pub(crate) fn object(keys: KeySet, text: &str) -> Option<WireObject<'_>> {
+/// Reads `text` as one flat object into `object`, which must be empty, or
+/// gives up, leaving in `object` what it had read.
+pub(crate) fn object<'a>(object: &mut WireObject<'a>, text: &'a str) -> Option<()> {
+    let keys = object.keys();
     let mut scan = Scanner::new(text);
-    let mut object = WireObject::empty(keys);
     scan.skip_space();
     scan.expect(b'{')?;
     scan.skip_space();
@@ -40,7 +41,7 @@ pub(crate) fn object(keys: KeySet, text: &str) -> Option<WireObject<'_>> {
             }
         }
     }
-    scan.end().then_some(object)
+    scan.end().then_some(())
 }
 
 /// Reads `text` as a JSON array of strings, or gives up.

@@ -370,6 +370,11 @@ impl<'a> WireObject<'a> {
         map
     }
 
+    /// The known keys.
+    pub(crate) fn keys(&self) -> KeySet {
+        self.keys
+    }
+
     /// Fills an empty slot; `false`, and nothing changed, when it was full.
     pub(crate) fn put(&mut self, slot: usize, value: Loose<'a>) -> bool {
         let empty = self.slots[slot].is_none();
