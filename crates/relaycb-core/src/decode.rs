@@ -949,6 +949,17 @@ mod tests {
                 r#""[]""#,
                 r#""[1]""#,
                 r#""[\"a\\\"b\"]""#,
+                r#""\n{\"index\":1}\t ""#,
+                r#""{\"url\":\"a\/b\"}""#,
+                r#""{\"url\":\"a\\\/b\"}""#,
+                r#""{\"index\":1}\"""#,
+                r#""{\"index\":1,}""#,
+                r#""{\"code\":-0}""#,
+                r#""{\"type\":\"PushStreamFailed\",\"url\":\"\u00e9\"}""#,
+                r#""{\r\"type\" :\"\"}""#,
+                r#""[\"a\", \"b\"] ""#,
+                r#""[\"a\",]""#,
+                r#""[\"a\"\f]""#,
                 r#""http://a/x.m3u8""#,
             ])
             .prop_map(str::to_owned),
@@ -988,6 +999,43 @@ mod tests {
             let mut all = vec![("\"callback_event\"".to_owned(), format!("\"{event}\""))];
             all.extend(fields.into_iter().map(|(key, value)| (format!("\"{key}\""), value)));
             same_on_both_paths(body_of(&all, space).as_bytes());
+        }
+
+        /// `msg` and `source_urls` as JSON encoded in strings, which the flat
+        /// parser reads in place.
+        #[test]
+        fn fast_and_serde_json_paths_agree_on_encoded_fields(
+            event in proptest::sample::select(vec![
+                "TaskStart", "VodSourceFileStart", "TaskExit", "TaskAlarm", "ResetTaskConfig", "Nope",
+            ]),
+            fields in proptest::collection::vec((
+                proptest::sample::select(vec![
+                    "task_start_time", "url", "index", "duration", "task_exit_time", "code",
+                    "message", "type", "x_other",
+                ]),
+                proptest::sample::select(vec![
+                    "0", "-0", "12", "-22", "1.5", "1e2", "true", "null", "[]", "{}",
+                    r#""""#, r#""http://a/x.m3u8""#, r#""a\"b""#, r#""a\/b""#, r#""\u00e9""#,
+                    "\"\u{e9}\"", r#""PushStreamFailed""#,
+                ]),
+            ), 0..5),
+            urls in proptest::collection::vec(
+                proptest::sample::select(vec![r#""http://a/x.m3u8""#, r#""""#, r#""a\"b""#, "1", "null"]),
+                0..3,
+            ),
+            space in proptest::sample::select(vec!["", " ", "\n", "\t ", "\r\n"]),
+            tail in proptest::sample::select(vec!["", "\n", " x"]),
+        ) {
+            let fields: Vec<(String, String)> =
+                fields.into_iter().map(|(k, v)| (format!("\"{k}\""), v.to_owned())).collect();
+            let msg = body_of(&fields, space) + tail;
+            let list = format!("[{space}{}{space}]{tail}", urls.join(&format!("{space},")));
+            let body = format!(
+                r#"{{"callback_event":"{event}","msg":{},"source_urls":{}}}"#,
+                serde_json::to_string(&msg).unwrap(),
+                serde_json::to_string(&list).unwrap(),
+            );
+            same_on_both_paths(body.as_bytes());
         }
 
         #[test]

@@ -4,6 +4,10 @@
 //! of strings for `source_urls`. It reads such text in one pass without
 //! building any intermediate tree, borrowing every string without escapes.
 //!
+//! `msg` and `source_urls` are read in place, inside their strings, when
+//! the JSON they hold has no escapes of its own; otherwise they are
+//! unescaped into a copy for the decoder to read.
+//!
 //! It gives up (returns `None`) on anything else: nested values, numbers
 //! with a fraction or an exponent, `-0`, integers beyond 18 digits,
 //! `\u` escapes, unknown or repeated keys, and every syntax error. The
@@ -12,64 +16,34 @@
 
 use std::borrow::Cow;
 
-use crate::wire::{Loose, WireObject};
+use crate::wire::{Encoded, Loose, MSG_KEYS, WireObject};
 
 /// Reads `text` as one flat object into `object`, which must be empty, or
 /// gives up, leaving in `object` what it had read.
 pub(crate) fn object<'a>(object: &mut WireObject<'a>, text: &'a str) -> Option<()> {
-    let keys = object.keys();
     let mut scan = Scanner::new(text);
     scan.skip_space();
-    scan.expect(b'{')?;
-    scan.skip_space();
-    if !scan.accept(b'}') {
-        loop {
-            scan.expect(b'"')?;
-            let slot = keys.slot(&scan.string()?)?;
-            scan.skip_space();
-            scan.expect(b':')?;
-            scan.skip_space();
-            let value = scan.value()?;
-            if !object.put(slot, value) {
-                return None;
-            }
-            scan.skip_space();
-            match scan.next()? {
-                b',' => scan.skip_space(),
-                b'}' => break,
-                _ => return None,
-            }
-        }
-    }
+    scan.members(object)?;
     scan.end().then_some(())
 }
 
 /// Reads `text` as a JSON array of strings, or gives up.
 pub(crate) fn strings(text: &str) -> Option<Vec<String>> {
     let mut scan = Scanner::new(text);
-    let mut items = Vec::new();
     scan.skip_space();
-    scan.expect(b'[')?;
-    scan.skip_space();
-    if !scan.accept(b']') {
-        loop {
-            scan.expect(b'"')?;
-            items.push(scan.string()?.into_owned());
-            scan.skip_space();
-            match scan.next()? {
-                b',' => scan.skip_space(),
-                b']' => break,
-                _ => return None,
-            }
-        }
-    }
+    let items = scan.items()?;
     scan.end().then_some(items)
 }
 
+#[derive(Clone, Copy)]
 struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// Reading JSON inside a JSON string, where quotes come escaped (`\"`)
+    /// and so may white space (`\n`). Only strings without escapes of their
+    /// own are read there, so that each can borrow from the outer text.
+    nested: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -78,12 +52,116 @@ impl<'a> Scanner<'a> {
             text,
             bytes: text.as_bytes(),
             at: 0,
+            nested: false,
+        }
+    }
+
+    /// An object, from its `{`, into `object`.
+    fn members(&mut self, object: &mut WireObject<'a>) -> Option<()> {
+        let keys = object.keys();
+        self.expect(b'{')?;
+        self.skip_space();
+        if self.accept(b'}') {
+            return Some(());
+        }
+        loop {
+            self.expect_quote()?;
+            let slot = keys.slot(&self.string()?)?;
+            self.skip_space();
+            self.expect(b':')?;
+            self.skip_space();
+            let value = if keys.nested() == Some(slot) {
+                self.encoded(true)?
+            } else if keys.listed() == Some(slot) {
+                self.encoded(false)?
+            } else {
+                self.value()?
+            };
+            if !object.put(slot, value) {
+                return None;
+            }
+            self.skip_space();
+            match self.next()? {
+                b',' => self.skip_space(),
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array of strings, from its `[`.
+    fn items(&mut self) -> Option<Vec<String>> {
+        let mut items = Vec::new();
+        self.expect(b'[')?;
+        self.skip_space();
+        if self.accept(b']') {
+            return Some(items);
+        }
+        loop {
+            self.expect_quote()?;
+            items.push(self.string()?.into_owned());
+            self.skip_space();
+            match self.next()? {
+                b',' => self.skip_space(),
+                b']' => return Some(items),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The value of `msg` (`object`) or `source_urls`: a string, read in
+    /// place as the JSON it holds when that is a flat object or an array of
+    /// strings, which saves unescaping it into a copy and reading that.
+    fn encoded(&mut self, object: bool) -> Option<Loose<'a>> {
+        if self.nested || self.bytes.get(self.at) != Some(&b'"') {
+            return self.value();
+        }
+        let mut inner = Scanner {
+            at: self.at + 1,
+            nested: true,
+            ..*self
+        };
+        inner.skip_space();
+        let encoded = if object {
+            let mut fields = Box::new(WireObject::empty(MSG_KEYS));
+            inner.members(&mut fields).map(|()| Encoded::Msg(fields))
+        } else {
+            inner.items().map(Encoded::Urls)
+        };
+        inner.skip_space();
+        match encoded {
+            // The string ends right after the JSON it holds.
+            Some(encoded) if inner.accept(b'"') => {
+                self.at = inner.at;
+                Some(Loose::Encoded(encoded))
+            }
+            _ => self.value(),
         }
     }
 
     fn skip_space(&mut self) {
+        if self.nested {
+            loop {
+                match self.bytes.get(self.at..) {
+                    Some([b' ', ..]) => self.at += 1,
+                    Some([b'\\', b'n' | b't' | b'r', ..]) => self.at += 2,
+                    _ => return,
+                }
+            }
+        }
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
+        }
+    }
+
+    /// Steps over the quote that opens a string, escaped when nested.
+    fn expect_quote(&mut self) -> Option<()> {
+        if self.nested {
+            let found = self.bytes.get(self.at..self.at + 2) == Some(b"\\\"");
+            self.at += if found { 2 } else { 0 };
+            found.then_some(())
+        } else {
+            self.expect(b'"')
         }
     }
 
@@ -121,11 +199,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn value(&mut self) -> Option<Loose<'a>> {
+        if self.expect_quote().is_some() {
+            return self.string().map(Loose::Str);
+        }
         match *self.bytes.get(self.at)? {
-            b'"' => {
-                self.at += 1;
-                self.string().map(Loose::Str)
-            }
             b'-' | b'0'..=b'9' => self.integer(),
             b'n' => self.literal(b"null", Loose::Null),
             b't' => self.literal(b"true", Loose::Bool(true)),
@@ -165,13 +242,18 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let start = self.at;
         self.at = special(self.bytes, start);
-        match *self.bytes.get(self.at)? {
-            b'"' => {
+        // Both ends are ASCII, so on character boundaries.
+        let text = self.text.get(start..self.at)?;
+        match (self.nested, *self.bytes.get(self.at)?) {
+            (false, b'"') => {
                 self.at += 1;
-                // Both ends are ASCII, so on character boundaries.
-                self.text.get(start..self.at - 1).map(Cow::Borrowed)
+                Some(Cow::Borrowed(text))
             }
-            b'\\' => self.escaped(start).map(Cow::Owned),
+            (false, b'\\') => self.escaped(start).map(Cow::Owned),
+            (true, b'\\') => {
+                self.expect_quote()?;
+                Some(Cow::Borrowed(text))
+            }
             _ => None,
         }
     }

@@ -24,14 +24,14 @@ pub(crate) enum Loose<'a> {
     Object(Map<String, Value>),
     /// A string holding JSON (`msg`, `source_urls`), read while the parser
     /// still had it at hand.
-    Encoded(Encoded),
+    Encoded(Encoded<'a>),
 }
 
 /// What a JSON-encoded string field held.
 #[derive(Debug)]
-pub(crate) enum Encoded {
+pub(crate) enum Encoded<'a> {
     /// `msg` text that is a JSON object.
-    Msg(Box<WireObject<'static>>),
+    Msg(Box<WireObject<'a>>),
     /// `source_urls` text that is a JSON array of strings.
     Urls(Vec<String>),
     /// Any other text, to be examined by the decoder.
@@ -104,7 +104,11 @@ impl Loose<'_> {
             Loose::Float(n) => Loose::Float(n),
             Loose::Array(a) => Loose::Array(a),
             Loose::Object(o) => Loose::Object(o),
-            Loose::Encoded(e) => Loose::Encoded(e),
+            Loose::Encoded(Encoded::Msg(object)) => {
+                Loose::Encoded(Encoded::Msg(Box::new(object.into_owned())))
+            }
+            Loose::Encoded(Encoded::Urls(urls)) => Loose::Encoded(Encoded::Urls(urls)),
+            Loose::Encoded(Encoded::Text(text)) => Loose::Encoded(Encoded::Text(text)),
         }
     }
 }
@@ -250,6 +254,16 @@ impl KeySet {
     /// The slot of a known key.
     pub(crate) fn slot(&self, name: &str) -> Option<usize> {
         (self.lookup)(name)
+    }
+
+    /// The slot whose string value is a JSON-encoded `msg` object.
+    pub(crate) fn nested(&self) -> Option<usize> {
+        self.nested
+    }
+
+    /// The slot whose string value is a JSON-encoded list of URLs.
+    pub(crate) fn listed(&self) -> Option<usize> {
+        self.listed
     }
 }
 
