@@ -1,6 +1,5 @@
 //! A parser for the shape nearly every body has: one JSON object whose
-//! values are strings, integers, booleans or null, each under a known key
-//! and only once; the same for the object encoded in `msg`, and an array
+//! values are strings, integers, booleans or null, each key only once; the same for the object encoded in `msg`, and an array
 //! of strings for `source_urls`. It reads such text in one pass without
 //! building any intermediate tree, borrowing every string without escapes.
 //!
@@ -10,7 +9,7 @@
 //!
 //! It gives up (returns `None`) on anything else: nested values, numbers
 //! with a fraction or an exponent, `-0`, integers beyond 18 digits,
-//! `\u` escapes, unknown or repeated keys, and every syntax error. The
+//! `\u` escapes, repeated keys, and every syntax error. The
 //! general parsers then decide, so that whatever it does accept decodes
 //! exactly as they would decode it.
 
@@ -66,19 +65,31 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.expect_quote()?;
-            let slot = keys.slot(&self.string()?)?;
+            let name = self.string()?;
             self.skip_space();
             self.expect(b':')?;
             self.skip_space();
-            let value = if keys.nested() == Some(slot) {
-                self.encoded(true)?
-            } else if keys.listed() == Some(slot) {
-                self.encoded(false)?
-            } else {
-                self.value()?
-            };
-            if !object.put(slot, value) {
-                return None;
+            match keys.slot(&name) {
+                Some(slot) => {
+                    let value = if keys.nested() == Some(slot) {
+                        self.encoded(true)?
+                    } else if keys.listed() == Some(slot) {
+                        self.encoded(false)?
+                    } else {
+                        self.value()?
+                    };
+                    if !object.put(slot, value) {
+                        return None;
+                    }
+                }
+                None => {
+                    // Kept as it came, as serde_json would read it.
+                    let value = self.value()?.into_value();
+                    if object.extra.iter().any(|(key, _)| *key == name) {
+                        return None;
+                    }
+                    object.extra.push((name.into_owned(), value));
+                }
             }
             self.skip_space();
             match self.next()? {
