@@ -1,17 +1,18 @@
 //! A parser for the shape nearly every body has: one JSON object whose
-//! values are strings, integers, booleans or null, each key only once; the same for the object encoded in `msg`, and an array
-//! of strings for `source_urls`. It reads such text in one pass without
-//! building any intermediate tree, borrowing every string without escapes.
+//! values are strings, integers, booleans or null; the same for the object
+//! encoded in `msg`, and an array of strings for `source_urls`. It reads
+//! such text in one pass without building any intermediate tree, borrowing
+//! every string without escapes. Repeated and unknown keys are recorded as
+//! the serde path records them, by the same [`WireObject`] methods.
 //!
 //! `msg` and `source_urls` are read in place, inside their strings, when
 //! the JSON they hold has no escapes of its own; otherwise they are
 //! unescaped into a copy for the decoder to read.
 //!
 //! It gives up (returns `None`) on anything else: nested values, numbers
-//! with a fraction or an exponent, `-0`, integers beyond 18 digits,
-//! `\u` escapes, repeated keys, and every syntax error. The
-//! general parsers then decide, so that whatever it does accept decodes
-//! exactly as they would decode it.
+//! with a fraction or an exponent, `-0`, integers beyond 18 digits, `\u`
+//! escapes, and every syntax error. The general parsers then decide, so
+//! that whatever it does accept decodes exactly as they would decode it.
 
 use std::borrow::Cow;
 
@@ -78,18 +79,10 @@ impl<'a> Scanner<'a> {
                     } else {
                         self.value()?
                     };
-                    if !object.put(slot, value) {
-                        return None;
-                    }
+                    object.set(slot, value);
                 }
-                None => {
-                    // Kept as it came, as serde_json would read it.
-                    let value = self.value()?.into_value();
-                    if object.extra.iter().any(|(key, _)| *key == name) {
-                        return None;
-                    }
-                    object.extra.push((name.into_owned(), value));
-                }
+                // Kept as it came, as serde_json would read it.
+                None => object.set_extra(name.into_owned(), self.value()?.into_value()),
             }
             self.skip_space();
             match self.next()? {

@@ -389,13 +389,22 @@ impl<'a> WireObject<'a> {
         self.keys
     }
 
-    /// Fills an empty slot; `false`, and nothing changed, when it was full.
-    pub(crate) fn put(&mut self, slot: usize, value: Loose<'a>) -> bool {
-        let empty = self.slots[slot].is_none();
-        if empty {
-            self.slots[slot] = Some(value);
+    /// Sets a known key; the last value of a repeated key is used, and the
+    /// repeat recorded.
+    pub(crate) fn set(&mut self, slot: usize, value: Loose<'a>) {
+        if self.slots[slot].replace(value).is_some() {
+            self.duplicates.push(self.keys.names[slot].to_owned());
         }
-        empty
+    }
+
+    /// Sets a key outside the known list, as [`WireObject::set`] does.
+    pub(crate) fn set_extra(&mut self, name: String, value: Value) {
+        if let Some(existing) = self.extra.iter_mut().find(|(k, _)| *k == name) {
+            existing.1 = value;
+            self.duplicates.push(name);
+        } else {
+            self.extra.push((name, value));
+        }
     }
 
     /// Takes the value of a known key out of its slot (a constant of the
@@ -481,18 +490,11 @@ impl<'de> Visitor<'de> for DocumentVisitor {
                     } else {
                         map.next_value::<Loose<'de>>()?
                     };
-                    if object.slots[slot].replace(value).is_some() {
-                        object.duplicates.push(self.0.names[slot].to_owned());
-                    }
+                    object.set(slot, value);
                 }
                 Key::Other(name) => {
                     let value = map.next_value::<Value>()?;
-                    if let Some(existing) = object.extra.iter_mut().find(|(k, _)| *k == name) {
-                        existing.1 = value;
-                        object.duplicates.push(name);
-                    } else {
-                        object.extra.push((name, value));
-                    }
+                    object.set_extra(name, value);
                 }
             }
         }
