@@ -1,5 +1,6 @@
 //! A parser for the shape nearly every body has: one JSON object whose
-//! values are strings, integers, booleans or null; the same for the object
+//! values are strings, integers, booleans or null (or arrays and objects of
+//! those); the same for the object
 //! encoded in `msg`, and an array of strings for `source_urls`. It reads
 //! such text in one pass without building any intermediate tree, borrowing
 //! every string without escapes. Repeated and unknown keys are recorded as
@@ -9,12 +10,14 @@
 //! the JSON they hold has no escapes of its own; otherwise they are
 //! unescaped into a copy for the decoder to read.
 //!
-//! It gives up (returns `None`) on anything else: nested values, numbers
+//! It gives up (returns `None`) on anything else: deeper nesting, numbers
 //! with a fraction or an exponent, `-0`, integers beyond 18 digits, `\u`
 //! escapes, and every syntax error. The general parsers then decide, so
 //! that whatever it does accept decodes exactly as they would decode it.
 
 use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use crate::wire::{Encoded, Loose, MSG_KEYS, WireObject};
 
@@ -202,7 +205,61 @@ impl<'a> Scanner<'a> {
         })
     }
 
+    /// A plain value, or an array or object of plain values.
     fn value(&mut self) -> Option<Loose<'a>> {
+        match self.bytes.get(self.at)? {
+            b'[' => self.array().map(Loose::Array),
+            b'{' => self.map().map(Loose::Object),
+            _ => self.plain(),
+        }
+    }
+
+    /// An array of plain values, from its `[`, as serde_json reads one.
+    fn array(&mut self) -> Option<Vec<Value>> {
+        let mut items = Vec::new();
+        self.expect(b'[')?;
+        self.skip_space();
+        if self.accept(b']') {
+            return Some(items);
+        }
+        loop {
+            items.push(self.plain()?.into_value());
+            self.skip_space();
+            match self.next()? {
+                b',' => self.skip_space(),
+                b']' => return Some(items),
+                _ => return None,
+            }
+        }
+    }
+
+    /// An object of plain values, from its `{`, as serde_json reads one
+    /// (the last value of a repeated key is kept).
+    fn map(&mut self) -> Option<Map<String, Value>> {
+        let mut map = Map::new();
+        self.expect(b'{')?;
+        self.skip_space();
+        if self.accept(b'}') {
+            return Some(map);
+        }
+        loop {
+            self.expect_quote()?;
+            let key = self.string()?.into_owned();
+            self.skip_space();
+            self.expect(b':')?;
+            self.skip_space();
+            map.insert(key, self.plain()?.into_value());
+            self.skip_space();
+            match self.next()? {
+                b',' => self.skip_space(),
+                b'}' => return Some(map),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string, an integer, a boolean or null.
+    fn plain(&mut self) -> Option<Loose<'a>> {
         if self.expect_quote().is_some() {
             return self.string().map(Loose::Str);
         }
