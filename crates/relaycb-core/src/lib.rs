@@ -41,6 +41,7 @@ mod encode;
 mod error;
 mod exit_code;
 mod fast;
+mod flat;
 pub mod lifecycle;
 pub mod signature;
 mod wire;

@@ -24,14 +24,14 @@ pub(crate) enum Loose<'a> {
     Object(Map<String, Value>),
     /// A string holding JSON (`msg`, `source_urls`), read while the parser
     /// still had it at hand.
-    Encoded(Encoded),
+    Encoded(Encoded<'a>),
 }
 
 /// What a JSON-encoded string field held.
 #[derive(Debug)]
-pub(crate) enum Encoded {
+pub(crate) enum Encoded<'a> {
     /// `msg` text that is a JSON object.
-    Msg(Box<WireObject<'static>>),
+    Msg(Box<WireObject<'a>>),
     /// `source_urls` text that is a JSON array of strings.
     Urls(Vec<String>),
     /// Any other text, to be examined by the decoder.
@@ -104,7 +104,11 @@ impl Loose<'_> {
             Loose::Float(n) => Loose::Float(n),
             Loose::Array(a) => Loose::Array(a),
             Loose::Object(o) => Loose::Object(o),
-            Loose::Encoded(e) => Loose::Encoded(e),
+            Loose::Encoded(Encoded::Msg(object)) => {
+                Loose::Encoded(Encoded::Msg(Box::new(object.into_owned())))
+            }
+            Loose::Encoded(Encoded::Urls(urls)) => Loose::Encoded(Encoded::Urls(urls)),
+            Loose::Encoded(Encoded::Text(text)) => Loose::Encoded(Encoded::Text(text)),
         }
     }
 }
@@ -246,6 +250,23 @@ pub(crate) struct KeySet {
     listed: Option<usize>,
 }
 
+impl KeySet {
+    /// The slot of a known key.
+    pub(crate) fn slot(&self, name: &str) -> Option<usize> {
+        (self.lookup)(name)
+    }
+
+    /// The slot whose string value is a JSON-encoded `msg` object.
+    pub(crate) fn nested(&self) -> Option<usize> {
+        self.nested
+    }
+
+    /// The slot whose string value is a JSON-encoded list of URLs.
+    pub(crate) fn listed(&self) -> Option<usize> {
+        self.listed
+    }
+}
+
 macro_rules! key_set {
     ($set:ident, $module:ident, $nested:expr, $listed:expr, { $($slot:ident = $name:literal),* $(,)? }) => {
         /// Slot numbers of the known keys.
@@ -315,7 +336,7 @@ pub(crate) struct WireObject<'a> {
 }
 
 impl<'a> WireObject<'a> {
-    fn empty(keys: KeySet) -> Self {
+    pub(crate) fn empty(keys: KeySet) -> Self {
         debug_assert!(keys.names.len() <= MAX_KEYS);
         WireObject {
             keys,
@@ -361,6 +382,29 @@ impl<'a> WireObject<'a> {
             .collect();
         map.extend(self.extra);
         map
+    }
+
+    /// The known keys.
+    pub(crate) fn keys(&self) -> KeySet {
+        self.keys
+    }
+
+    /// Sets a known key; the last value of a repeated key is used, and the
+    /// repeat recorded.
+    pub(crate) fn set(&mut self, slot: usize, value: Loose<'a>) {
+        if self.slots[slot].replace(value).is_some() {
+            self.duplicates.push(self.keys.names[slot].to_owned());
+        }
+    }
+
+    /// Sets a key outside the known list, as [`WireObject::set`] does.
+    pub(crate) fn set_extra(&mut self, name: String, value: Value) {
+        if let Some(existing) = self.extra.iter_mut().find(|(k, _)| *k == name) {
+            existing.1 = value;
+            self.duplicates.push(name);
+        } else {
+            self.extra.push((name, value));
+        }
     }
 
     /// Takes the value of a known key out of its slot (a constant of the
@@ -446,18 +490,11 @@ impl<'de> Visitor<'de> for DocumentVisitor {
                     } else {
                         map.next_value::<Loose<'de>>()?
                     };
-                    if object.slots[slot].replace(value).is_some() {
-                        object.duplicates.push(self.0.names[slot].to_owned());
-                    }
+                    object.set(slot, value);
                 }
                 Key::Other(name) => {
                     let value = map.next_value::<Value>()?;
-                    if let Some(existing) = object.extra.iter_mut().find(|(k, _)| *k == name) {
-                        existing.1 = value;
-                        object.duplicates.push(name);
-                    } else {
-                        object.extra.push((name, value));
-                    }
+                    object.set_extra(name, value);
                 }
             }
         }
