@@ -16,6 +16,7 @@
 //! JetStream acknowledged it. Events stored while publishing was off have
 //! no outbox row and are not published later.
 
+mod checkpoint;
 #[cfg(test)]
 mod contract;
 pub(crate) mod postgres;
@@ -67,6 +68,9 @@ pub enum StoreError {
     /// The writer did not answer in time.
     #[error("the store writer did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// A thread of the store could not be started.
+    #[error("cannot start a store thread: {0}")]
+    Thread(std::io::Error),
     /// A blocking read task failed.
     #[error("read task failed: {0}")]
     Join(String),

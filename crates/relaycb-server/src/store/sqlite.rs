@@ -1,5 +1,6 @@
 //! The embedded SQLite store: WAL journal, `synchronous = FULL`, schema
-//! migrations run on open.
+//! migrations run on open, the WAL checkpointed on a thread of its own
+//! ([`super::checkpoint`]).
 //!
 //! The `events` and `rejected` tables are read by `relaycb export` and
 //! `relaycb analyze` as well: their column names and meanings are a
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
+use super::checkpoint::{self, Checkpointer};
 use super::{
     Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedRow,
     ReplayRow, StoreError, Upserted,
@@ -95,24 +97,31 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 pub(crate) fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreError> {
     let mut conn = connect(path)?;
     migrate(&mut conn)?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+    )?;
+    let checkpointer = Checkpointer::start(checkpoint::connect(path)?)?;
     let read = connect(path)?;
     read.pragma_update(None, "query_only", true)?;
     Ok((
-        SqliteWriter { conn },
+        SqliteWriter { conn, checkpointer },
         SqliteReader {
             conn: Mutex::new(read),
         },
     ))
 }
 
-/// The writer's connection.
+/// The writer's connection, and the thread that checkpoints its WAL.
 pub(crate) struct SqliteWriter {
     conn: Connection,
+    checkpointer: Checkpointer,
 }
 
 impl Backend for SqliteWriter {
     fn begin(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(())
     }
 
@@ -238,7 +247,7 @@ impl Backend for SqliteWriter {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("COMMIT")?;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
     }
 
@@ -248,13 +257,15 @@ impl Backend for SqliteWriter {
         }
     }
 
-    fn close(self: Box<Self>) -> Result<(), StoreError> {
+    fn close(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.checkpointer.stop();
         // A passive checkpoint folds the WAL back into the main file so that
         // a copied database file is complete; failing it loses nothing.
         if let Err(error) = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
             tracing::warn!(%error, "checkpoint on close failed");
         }
-        self.conn.close().map_err(|(_, e)| StoreError::Sqlite(e))
+        let SqliteWriter { conn, .. } = *self;
+        conn.close().map_err(|(_, e)| StoreError::Sqlite(e))
     }
 }
 
