@@ -5,8 +5,6 @@
 //! task that fails every minute for a week costs the same memory as one
 //! that failed once.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// How many event ids one anomaly record keeps (the latest by event order).
@@ -66,20 +64,32 @@ pub struct Anomaly {
     pub events: Vec<u64>,
 }
 
-/// A set of anomaly records, one per kind.
+/// A set of anomaly records, one per kind, ordered by kind. A task has a
+/// handful at most, and every task keeps two or three of these sets, so a
+/// sorted vector (one small allocation) serves better than a map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Anomalies(BTreeMap<AnomalyKind, Anomaly>);
+pub(crate) struct Anomalies(Vec<Anomaly>);
 
 impl Anomalies {
     /// Records an occurrence shown by the given events (in event order).
     pub(crate) fn record(&mut self, kind: AnomalyKind, at_ms: i64, events: &[u64], detail: String) {
-        let entry = self.0.entry(kind).or_insert_with(|| Anomaly {
-            kind,
-            count: 0,
-            detail: String::new(),
-            at_ms,
-            events: Vec::new(),
-        });
+        let index = match self.0.binary_search_by_key(&kind, |a| a.kind) {
+            Ok(index) => index,
+            Err(index) => {
+                self.0.insert(
+                    index,
+                    Anomaly {
+                        kind,
+                        count: 0,
+                        detail: String::new(),
+                        at_ms,
+                        events: Vec::new(),
+                    },
+                );
+                index
+            }
+        };
+        let entry = &mut self.0[index];
         entry.count += 1;
         if at_ms >= entry.at_ms || entry.count == 1 {
             entry.at_ms = at_ms;
@@ -94,11 +104,16 @@ impl Anomalies {
         entry.events.drain(..excess);
     }
 
+    /// These records with `other`'s in place of any of the same kind.
     pub(crate) fn merged(&self, other: &Anomalies) -> Vec<Anomaly> {
-        let mut all = self.0.clone();
-        for (kind, anomaly) in &other.0 {
-            all.insert(*kind, anomaly.clone());
-        }
-        all.into_values().collect()
+        let mut all: Vec<Anomaly> = self
+            .0
+            .iter()
+            .filter(|a| other.0.binary_search_by_key(&a.kind, |o| o.kind).is_err())
+            .chain(&other.0)
+            .cloned()
+            .collect();
+        all.sort_by_key(|a| a.kind);
+        all
     }
 }

@@ -209,15 +209,42 @@ impl History {
     }
 
     fn snapshot(&self, now_ms: Option<i64>) -> TaskState {
-        let mut state = self.current.state.clone();
-        state.duplicates = self.duplicates;
-        let mut anomalies = self.current.anomalies.clone();
-        if let Some((at, event, detail)) = now_ms.and_then(|now| task::overdue(&state, now)) {
-            anomalies.record(AnomalyKind::FileOverdue, at, &[event], detail);
-        }
-        state.anomalies = anomalies.merged(&self.delivery);
-        state
+        finish(
+            self.current.state.clone(),
+            self.current.anomalies.clone(),
+            &self.delivery,
+            self.duplicates,
+            now_ms,
+        )
     }
+
+    /// [`History::snapshot`] without copying.
+    fn into_snapshot(self, now_ms: Option<i64>) -> TaskState {
+        finish(
+            self.current.state,
+            self.current.anomalies,
+            &self.delivery,
+            self.duplicates,
+            now_ms,
+        )
+    }
+}
+
+/// A task's state as shown: its fold with the delivery anomalies and, as of
+/// `now_ms`, an overdue file.
+fn finish(
+    mut state: TaskState,
+    mut anomalies: Anomalies,
+    delivery: &Anomalies,
+    duplicates: u64,
+    now_ms: Option<i64>,
+) -> TaskState {
+    state.duplicates = duplicates;
+    if let Some((at, event, detail)) = now_ms.and_then(|now| task::overdue(&state, now)) {
+        anomalies.record(AnomalyKind::FileOverdue, at, &[event], detail);
+    }
+    state.anomalies = anomalies.merged(delivery);
+    state
 }
 
 impl Tracker {
@@ -324,6 +351,15 @@ impl Tracker {
     /// The state of every task, ordered by task id.
     pub fn tasks(&self, now_ms: Option<i64>) -> impl Iterator<Item = TaskState> + '_ {
         self.tasks.values().map(move |h| h.snapshot(now_ms))
+    }
+
+    /// The state of every task, ordered by task id, each task's history
+    /// freed as its state is taken: a report over many tasks need not hold
+    /// both at once.
+    pub fn into_tasks(self, now_ms: Option<i64>) -> impl Iterator<Item = TaskState> {
+        self.tasks
+            .into_values()
+            .map(move |h| h.into_snapshot(now_ms))
     }
 
     /// How many tasks have been seen.

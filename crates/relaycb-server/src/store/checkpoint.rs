@@ -137,14 +137,21 @@ mod tests {
             .unwrap();
         let file_len = || std::fs::metadata(&path).unwrap().len();
         let before = file_len();
-        assert!(before < 100_000, "the writer checkpointed itself: {before} bytes");
+        assert!(
+            before < 100_000,
+            "the writer checkpointed itself: {before} bytes"
+        );
 
         let mut checkpointer = Checkpointer::start(connect(&path).unwrap()).unwrap();
         let begun = Instant::now();
         while file_len() < 200_000 && begun.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(INTERVAL / 4);
         }
-        assert!(file_len() >= 200_000, "{} bytes after a checkpoint", file_len());
+        assert!(
+            file_len() >= 200_000,
+            "{} bytes after a checkpoint",
+            file_len()
+        );
         checkpointer.stop();
         assert!(checkpointer.thread.is_none());
     }

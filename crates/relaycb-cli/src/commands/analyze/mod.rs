@@ -97,7 +97,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     match args.task.clone() {
         Some(task_id) => print_task(&mut analysis, &task_id, args.format, ids, console)?,
         None => {
-            let report = Report::new(&analysis);
+            let report = Report::new(analysis);
             let text = match args.format {
                 Format::Json => serde_json::to_string_pretty(&report)? + "\n",
                 Format::Table => render::render(&report, Markup::Text, ids, console),

@@ -92,11 +92,12 @@ pub(crate) struct ExitGroup {
 
 impl Report {
     /// The report of an analysis.
-    pub(crate) fn new(analysis: &Analysis) -> Report {
+    pub(crate) fn new(mut analysis: Analysis) -> Report {
         let now = analysis.tracker.latest_ms();
-        let tasks: Vec<TaskReport> = analysis
-            .tracker
-            .tasks(now)
+        let unattributed_total = analysis.tracker.unattributed_total();
+        let unattributed = analysis.tracker.unattributed().cloned().collect();
+        let tasks: Vec<TaskReport> = std::mem::take(&mut analysis.tracker)
+            .into_tasks(now)
             .map(|state| {
                 let mut exit_codes: Vec<ExitGroup> = state
                     .exits
@@ -136,13 +137,13 @@ impl Report {
                 duplicates: analysis.duplicates,
                 stored_repeats: analysis.stored_repeats,
                 undecodable: analysis.undecodable,
-                unattributed: analysis.tracker.unattributed_total(),
+                unattributed: unattributed_total,
                 deviating_events: analysis.deviating_events,
                 tasks: tasks.len() as u64,
                 as_of_ms: now,
             },
             events,
-            deviations: analysis.deviations.clone(),
+            deviations: std::mem::take(&mut analysis.deviations),
             undecodable: analysis
                 .errors
                 .iter()
@@ -151,7 +152,7 @@ impl Report {
                     reason: reason.clone(),
                 })
                 .collect(),
-            unattributed: analysis.tracker.unattributed().cloned().collect(),
+            unattributed,
             tasks,
         }
     }
