@@ -80,6 +80,12 @@ const MIGRATIONS: &[&str] = &[
         event_id BIGINT PRIMARY KEY REFERENCES events (id)
     );
     ",
+    // 3: `attributed_to` indexed only where set, as in SQLite.
+    "
+    DROP INDEX events_attributed_to;
+    CREATE INDEX events_attributed_to ON events (attributed_to, id)
+        WHERE attributed_to IS NOT NULL;
+    ",
 ];
 
 /// First half of the write lock's key; the second is [`SCHEMA_KEY`].
