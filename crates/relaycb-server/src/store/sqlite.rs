@@ -140,19 +140,20 @@ impl Backend for SqliteWriter {
         Ok(id)
     }
 
+    /// A plain insert for a new event, and an update only for a retry: an
+    /// upsert with `RETURNING` costs SQLite a temporary table and a
+    /// statement journal on every call, retries or not.
     fn upsert_event(&mut self, e: &NewEvent) -> Result<Upserted, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO events (dedup_key, task_id, callback_event, event_time, received_at_ms,
-                 last_received_at_ms, deliveries, raw, decoded, deviations, headers, peer,
-                 occurred_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (dedup_key) DO UPDATE SET
-                 deliveries = deliveries + 1,
-                 last_received_at_ms = max(last_received_at_ms, excluded.last_received_at_ms)
-             RETURNING id, deliveries, coalesce(attributed_to, task_id)",
-        )?;
-        let upserted = stmt.query_row(
-            params![
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO events (dedup_key, task_id, callback_event, event_time,
+                     received_at_ms, last_received_at_ms, deliveries, raw, decoded, deviations,
+                     headers, peer, occurred_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (dedup_key) DO NOTHING",
+            )?
+            .execute(params![
                 e.dedup_key,
                 e.task_id,
                 e.callback_event,
@@ -164,16 +165,31 @@ impl Backend for SqliteWriter {
                 e.headers,
                 e.peer,
                 e.occurred_at_ms,
-            ],
-            |r| {
+            ])?;
+        if inserted == 1 {
+            return Ok(Upserted {
+                id: self.conn.last_insert_rowid(),
+                deliveries: 1,
+                task: e.task_id.clone(),
+            });
+        }
+        let retried = self
+            .conn
+            .prepare_cached(
+                "UPDATE events SET
+                     deliveries = deliveries + 1,
+                     last_received_at_ms = max(last_received_at_ms, ?2)
+                 WHERE dedup_key = ?1
+                 RETURNING id, deliveries, coalesce(attributed_to, task_id)",
+            )?
+            .query_row(params![e.dedup_key, e.received_at_ms], |r| {
                 Ok(Upserted {
                     id: r.get(0)?,
                     deliveries: r.get(1)?,
                     task: r.get(2)?,
                 })
-            },
-        )?;
-        Ok(upserted)
+            })?;
+        Ok(retried)
     }
 
     fn attribute(&mut self, id: i64, task_id: &str) -> Result<(), StoreError> {
