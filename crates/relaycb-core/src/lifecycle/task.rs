@@ -262,6 +262,9 @@ pub(crate) struct Fold {
     awaiting_first_file: Option<(i64, u64)>,
     last_index: Option<u32>,
     recent_exits: VecDeque<(i64, u64)>,
+    /// The meta last applied: consecutive events share one, and then there
+    /// is nothing to compare.
+    meta: Option<Arc<Meta>>,
 }
 
 impl Fold {
@@ -294,6 +297,7 @@ impl Fold {
             awaiting_first_file: None,
             last_index: None,
             recent_exits: VecDeque::new(),
+            meta: None,
         }
     }
 
@@ -305,14 +309,17 @@ impl Fold {
         s.first_event_at_ms = Some(s.first_event_at_ms.map_or(at, |t| t.min(at)));
         s.last_event_at_ms = Some(s.last_event_at_ms.map_or(at, |t| t.max(at)));
         let meta = &entry.meta;
-        if meta.stream_id.is_some() && s.stream_id != meta.stream_id {
-            s.stream_id.clone_from(&meta.stream_id);
-        }
-        if meta.to_url.is_some() && s.to_url != meta.to_url {
-            s.to_url.clone_from(&meta.to_url);
-        }
-        if !meta.source_urls.is_empty() && s.source_urls != meta.source_urls {
-            s.source_urls.clone_from(&meta.source_urls);
+        if !self.meta.as_ref().is_some_and(|m| Arc::ptr_eq(m, meta)) {
+            if meta.stream_id.is_some() && s.stream_id != meta.stream_id {
+                s.stream_id.clone_from(&meta.stream_id);
+            }
+            if meta.to_url.is_some() && s.to_url != meta.to_url {
+                s.to_url.clone_from(&meta.to_url);
+            }
+            if !meta.source_urls.is_empty() && s.source_urls != meta.source_urls {
+                s.source_urls.clone_from(&meta.source_urls);
+            }
+            self.meta = Some(Arc::clone(meta));
         }
         match &entry.kind {
             EntryKind::Start => {
