@@ -156,6 +156,11 @@ impl Analysis {
                 });
             }
             drop(decoded);
+            // What was folded is freed on a thread of its own, so that the
+            // fold, which every record waits for, does not spend its time
+            // dropping decoded callbacks.
+            let (folded, to_drop) = mpsc::channel::<Vec<Decodes>>();
+            scope.spawn(move || to_drop.into_iter().for_each(drop));
             // Workers finish out of order; fold strictly in log order.
             let mut waiting = BTreeMap::new();
             let mut next = 0;
@@ -164,28 +169,31 @@ impl Analysis {
                 while let Some(chunk) = waiting.remove(&next) {
                     last_line = last_line.max(chunk.last_line);
                     stored |= chunk.stored;
-                    for item in chunk.items {
+                    for item in &chunk.items {
                         self.fold(item);
                     }
+                    // The dropping thread ends only with this scope.
+                    let _ = folded.send(chunk.items);
                     progress(chunk.read);
                     next += 1;
                 }
             }
+            drop(folded);
             reader.join().expect("the reader thread never panics")
         })?;
         Ok((last_line, stored))
     }
 
-    fn fold(&mut self, item: Decodes) {
+    fn fold(&mut self, item: &Decodes) {
         self.records += 1;
         self.deliveries += item.deliveries;
         self.stored_repeats += item.deliveries - 1;
-        let (decoded, key) = match item.result {
-            Ok(ok) => ok,
+        let (decoded, key) = match &item.result {
+            Ok((decoded, key)) => (decoded, *key),
             Err(reason) => {
                 self.undecodable += 1;
                 if self.errors.len() < ERRORS_KEPT {
-                    self.errors.push((item.id, reason));
+                    self.errors.push((item.id, reason.clone()));
                 }
                 return;
             }
