@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Category, Error};
+use crate::flat::Member;
 
 /// A 256-bit deduplication key, shown as 64 lower-case hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +40,20 @@ impl DedupKey {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::new(Category::Syntax, None, format!("body is not JSON: {e}")))?;
         DedupKey::of_value(value)
+    }
+
+    /// Computes the key of a body from its top-level members as the flat
+    /// parser read them, in the order they came, when the raw text of every
+    /// value that counts is its canonical form; `None` otherwise, when
+    /// [`DedupKey::of_body`] has to parse the body again.
+    pub(crate) fn of_members(members: &[Member<'_>]) -> Option<DedupKey> {
+        let counted = || members.iter().filter(|m| !is_signature(&m.key));
+        if !counted().all(|m| m.canonical) {
+            return None;
+        }
+        Some(canonical_hash(|h| {
+            h.object(counted().map(|m| (&m.key, m)), |h, m| h.raw(m.raw.as_bytes()));
+        }))
     }
 
     /// Computes the key of a callback body already parsed as JSON.
