@@ -1227,8 +1227,21 @@ mod tests {
     fn any_key() -> impl Strategy<Value = String> {
         prop_oneof![
             proptest::sample::select(vec![
-                "t", "sign", "x", "y", "z", "a\\/b", "\\\"", "\\u0074", "sig\\n",
-                "task_id", "stream_id", "to_url", "msg", "source_urls", "product_name",
+                "t",
+                "sign",
+                "x",
+                "y",
+                "z",
+                "a\\/b",
+                "\\\"",
+                "\\u0074",
+                "sig\\n",
+                "task_id",
+                "stream_id",
+                "to_url",
+                "msg",
+                "source_urls",
+                "product_name",
             ])
             .prop_map(str::to_owned),
             "[ -~&&[^\"\\\\]]{0,4}",

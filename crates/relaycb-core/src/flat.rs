@@ -194,7 +194,9 @@ impl<'a> Scanner<'a> {
         inner.skip_space();
         let encoded = if object {
             let mut fields = Box::new(WireObject::empty(MSG_KEYS));
-            inner.members(&mut fields, None).map(|()| Encoded::Msg(fields))
+            inner
+                .members(&mut fields, None)
+                .map(|()| Encoded::Msg(fields))
         } else {
             inner.items().map(Encoded::Urls)
         };
