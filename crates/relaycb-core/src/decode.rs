@@ -94,7 +94,10 @@ pub fn decode_keyed(
     bytes: &[u8],
     options: DecodeOptions,
 ) -> Result<(Decoded, Result<DedupKey, Error>), Error> {
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        members: Vec::with_capacity(16),
+        flat: false,
+    };
     let decoded = decode_via(bytes, options, true, Some(&mut seen))?;
     let key = match seen.flat.then(|| DedupKey::of_members(&seen.members)) {
         Some(Some(key)) => Ok(key),
