@@ -13,8 +13,10 @@ use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 use crate::callback::{AlarmKind, Callback, Event, FileEvent, RELAY_EVENT_TYPE, TaskExit};
+use crate::dedup::DedupKey;
 use crate::deviation::{Deviation, DeviationKind};
 use crate::error::{Category, Error, quote};
+use crate::flat::Member;
 use crate::wire::{
     BODY_KEYS, Document, DocumentSeed, Encoded, Loose, MSG_KEYS, WireObject, body, msg,
 };
@@ -64,10 +66,61 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
 
 /// Decodes one callback body with the given options.
 pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, Error> {
-    decode_via(bytes, options, true)
+    decode_via(bytes, options, true, None)
 }
 
-fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<Decoded, Error> {
+/// Decodes one callback body with the given options, and computes its
+/// [`DedupKey`]: the same as `decode_with` followed by
+/// [`DedupKey::of_body`], for less than the two cost apart.
+///
+/// The body is parsed once when the flat parser reads it, as it reads
+/// nearly every body; the key then comes from the raw text it saw.
+/// Otherwise it comes from [`DedupKey::of_body`].
+///
+/// Fails with decoding's error when the body does not decode; the key's own
+/// result comes second, so that a caller can tell the two apart (no body
+/// that decodes is known to have no key).
+///
+/// ```
+/// use relaycb_core::{DecodeOptions, DedupKey, decode_keyed};
+///
+/// let body = br#"{"callback_event":"TaskStart","msg":"{\"task_start_time\":0}","t":1}"#;
+/// let (decoded, key) = decode_keyed(body, DecodeOptions::default())?;
+/// assert_eq!(decoded.callback.t, Some(1));
+/// assert_eq!(key?, DedupKey::of_body(body)?);
+/// # Ok::<(), relaycb_core::Error>(())
+/// ```
+pub fn decode_keyed(
+    bytes: &[u8],
+    options: DecodeOptions,
+) -> Result<(Decoded, Result<DedupKey, Error>), Error> {
+    let mut seen = Seen {
+        members: Vec::with_capacity(16),
+        flat: false,
+    };
+    let decoded = decode_via(bytes, options, true, Some(&mut seen))?;
+    let key = match seen.flat.then(|| DedupKey::of_members(&seen.members)) {
+        Some(Some(key)) => Ok(key),
+        _ => DedupKey::of_body(bytes),
+    };
+    Ok((decoded, key))
+}
+
+/// What the flat parser saw of a body's top-level members, for its key.
+#[derive(Default)]
+struct Seen<'a> {
+    members: Vec<Member<'a>>,
+    /// Whether the flat parser read the whole body, so that `members` are
+    /// all of them.
+    flat: bool,
+}
+
+fn decode_via<'b>(
+    bytes: &'b [u8],
+    options: DecodeOptions,
+    try_fast: bool,
+    seen: Option<&mut Seen<'b>>,
+) -> Result<Decoded, Error> {
     let mut cx = Context::default();
     let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
         Some(rest) => {
@@ -83,7 +136,11 @@ fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<De
             "body is empty: expected a JSON object",
         ));
     }
-    let fast = if try_fast { fast(&mut cx, bytes) } else { None };
+    let fast = if try_fast {
+        fast(&mut cx, bytes, seen)
+    } else {
+        None
+    };
     let callback = match fast {
         Some(result) => result?,
         // serde_json decides what the fast parser refused, and words the error.
@@ -123,12 +180,20 @@ fn decode_via(bytes: &[u8], options: DecodeOptions, try_fast: bool) -> Result<De
 // -0.0, so `"task_id": -0` decodes (as "0", with a deviation) here and is
 // refused when serde_json decides; the flat parser leaves `-0` to simd-json
 // so as not to change what is accepted today.
-fn fast(cx: &mut Context, bytes: &[u8]) -> Option<Result<Callback, Error>> {
+fn fast<'b>(
+    cx: &mut Context,
+    bytes: &'b [u8],
+    mut seen: Option<&mut Seen<'b>>,
+) -> Option<Result<Callback, Error>> {
     let mut object = WireObject::empty(BODY_KEYS);
-    if let Ok(text) = std::str::from_utf8(bytes)
-        && crate::flat::object(&mut object, text).is_some()
-    {
-        return Some(cx.callback(&mut object));
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let members = seen.as_deref_mut().map(|seen| &mut seen.members);
+        if crate::flat::object(&mut object, text, members).is_some() {
+            if let Some(seen) = seen {
+                seen.flat = true;
+            }
+            return Some(cx.callback(&mut object));
+        }
     }
     crate::fast::with_parser(bytes, |input, buffers| {
         let mut json = simd_json::Deserializer::from_slice_with_buffers(input, buffers).ok()?;
@@ -504,7 +569,7 @@ impl Context {
             callback.raw_msg = Some(text.to_owned());
             return false;
         }
-        if crate::flat::object(fields, text).is_some() {
+        if crate::flat::object(fields, text, None).is_some() {
             return true;
         }
         *fields = WireObject::empty(MSG_KEYS);
@@ -861,8 +926,8 @@ mod tests {
     fn same_on_both_paths(bytes: &[u8]) {
         let options = DecodeOptions::default();
         assert_eq!(
-            decode_via(bytes, options, true),
-            decode_via(bytes, options, false),
+            decode_via(bytes, options, true, None),
+            decode_via(bytes, options, false, None),
             "{}",
             String::from_utf8_lossy(bytes)
         );
@@ -1055,6 +1120,171 @@ mod tests {
             let at = cut % body.len();
             body[at] = byte;
             same_on_both_paths(&body);
+        }
+    }
+
+    /// `decode_keyed` gives what `decode_with` and `DedupKey::of_body` give
+    /// apart: the same decoding or the same error, then the same key.
+    fn keyed_agrees(bytes: &[u8]) {
+        for options in [DecodeOptions::default(), DecodeOptions { strict: true }] {
+            let body = String::from_utf8_lossy(bytes);
+            match (decode_keyed(bytes, options), decode_with(bytes, options)) {
+                (Ok((decoded, key)), Ok(expected)) => {
+                    assert_eq!(decoded, expected, "{body}");
+                    assert_eq!(key, DedupKey::of_body(bytes), "{body}");
+                }
+                (Err(error), Err(expected)) => assert_eq!(error, expected, "{body}"),
+                (keyed, expected) => panic!("{body}: {keyed:?} but {expected:?}"),
+            }
+        }
+    }
+
+    /// The key the flat parser's members give, whenever it reads a body,
+    /// whether or not the body then decodes.
+    fn members_agree(bytes: &[u8]) {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return;
+        };
+        let mut object = WireObject::empty(BODY_KEYS);
+        let mut members = Vec::new();
+        if crate::flat::object(&mut object, text, Some(&mut members)).is_none() {
+            return;
+        }
+        if let Some(key) = DedupKey::of_members(&members) {
+            assert_eq!(Ok(key), DedupKey::of_body(bytes), "{text}");
+        }
+    }
+
+    /// Every body of the fixtures, each line of a JSON Lines file included.
+    fn fixture_bodies() -> Vec<Vec<u8>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+        let mut bodies = Vec::new();
+        let mut folders = vec![root];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).unwrap();
+                if path.extension().is_some_and(|e| e == "jsonl") {
+                    bodies.extend(bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec));
+                }
+                bodies.push(bytes);
+            }
+        }
+        bodies
+    }
+
+    #[test]
+    fn the_key_from_one_parse_is_the_key_of_the_body_for_every_fixture() {
+        let bodies = fixture_bodies();
+        assert!(bodies.len() > 50, "fixtures not found");
+        for body in &bodies {
+            keyed_agrees(body);
+            members_agree(body);
+        }
+    }
+
+    /// The documented samples are read by the flat parser and keyed from
+    /// what it saw, without parsing them again.
+    #[test]
+    fn documented_samples_are_keyed_from_the_flat_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/docs");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let mut seen = Seen::default();
+            decode_via(&bytes, DecodeOptions::default(), true, Some(&mut seen)).unwrap();
+            assert!(seen.flat, "{}", path.display());
+            assert!(
+                DedupKey::of_members(&seen.members).is_some(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_from_one_parse_counts_the_last_of_repeated_keys_and_not_t_or_sign() {
+        for body in [
+            r#"{"callback_event":"TaskStart","x":1,"x":"a","t":1,"sign":"s","t":2}"#,
+            r#"{"callback_event":"TaskStart","x":"a","x":1}"#,
+            r#"{"callback_event":"TaskStart","x":[1, 2],"x":1}"#,
+            r#"{"callback_event":"TaskStart","x":1,"x":[1, 2]}"#,
+            r#"{"callback_event":"TaskStart","x":"a\/b","y":"a\"\\\b\f\n\r\t"}"#,
+            r#"{"callback_event":"TaskStart","task_id":"1","task_id":"2"}"#,
+            r#"{"callback_event":"TaskStart","s\/ign":"s","\"":"q","sign":"x"}"#,
+            r#"{"callback_event":"TaskStart","msg":"{\"task_start_time\" :\n 1}","msg":"x"}"#,
+            r#"{ "callback_event" : "TaskStart" , "b" : -12 , "a" : 0 , "c" : null }"#,
+        ] {
+            keyed_agrees(body.as_bytes());
+            members_agree(body.as_bytes());
+        }
+    }
+
+    /// Keys for the dedup key's sake: the signature's, escaped ones (some
+    /// spelling `t` or `sign`), documented ones and unknown ones; drawn from
+    /// few, so that they repeat.
+    fn any_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec![
+                "t",
+                "sign",
+                "x",
+                "y",
+                "z",
+                "a\\/b",
+                "\\\"",
+                "\\u0074",
+                "sig\\n",
+                "task_id",
+                "stream_id",
+                "to_url",
+                "msg",
+                "source_urls",
+                "product_name",
+            ])
+            .prop_map(str::to_owned),
+            "[ -~&&[^\"\\\\]]{0,4}",
+        ]
+    }
+
+    proptest! {
+        /// Flat bodies with tricky values under repeated, unknown and
+        /// signature keys, and bodies the flat parser leaves to the others.
+        #[test]
+        fn the_key_from_one_parse_is_the_key_of_the_body(
+            event in proptest::sample::select(vec!["TaskStart", "TaskExit", "Nope"]),
+            fields in proptest::collection::vec((any_key(), tricky_value()), 0..8),
+            space in proptest::sample::select(vec!["", " ", "\n\t", "\r\n  "]),
+        ) {
+            let mut all = vec![("\"callback_event\"".to_owned(), format!("\"{event}\""))];
+            all.extend(fields.into_iter().map(|(key, value)| (format!("\"{key}\""), value)));
+            let body = body_of(&all, space);
+            keyed_agrees(body.as_bytes());
+            members_agree(body.as_bytes());
+        }
+
+        #[test]
+        fn the_key_from_one_parse_agrees_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            keyed_agrees(&bytes);
+            members_agree(&bytes);
+        }
+
+        #[test]
+        fn the_key_from_one_parse_agrees_on_mutated_samples(
+            cut in 0usize..700,
+            byte in any::<u8>(),
+        ) {
+            let mut body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/docs/task_exit.json")).unwrap();
+            let at = cut % body.len();
+            body[at] = byte;
+            keyed_agrees(&body);
+            members_agree(&body);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! whitespace), so that a retry gives the same key and any other difference
 //! gives another.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Category, Error};
+use crate::flat::Member;
 
 /// A 256-bit deduplication key, shown as 64 lower-case hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +41,47 @@ impl DedupKey {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::new(Category::Syntax, None, format!("body is not JSON: {e}")))?;
         DedupKey::of_value(value)
+    }
+
+    /// Computes the key of a body from its top-level members as the flat
+    /// parser read them, in the order they came, when the raw text of every
+    /// value that counts is its canonical form; `None` otherwise, when
+    /// [`DedupKey::of_body`] has to parse the body again.
+    pub(crate) fn of_members(members: &[Member<'_>]) -> Option<DedupKey> {
+        let mut entries = Vec::with_capacity(members.len());
+        let mut length = 2;
+        for member in members.iter().filter(|m| !is_signature(&m.key)) {
+            if !member.canonical {
+                return None;
+            }
+            length += member.key.len() + member.raw.len() + 4;
+            entries.push((member.key.as_ref(), member));
+        }
+        sort_entries(&mut entries);
+        // Written out whole and hashed at once, which costs less than
+        // hashing it piece by piece as `Canonical` does.
+        let mut text = Vec::with_capacity(length);
+        text.push(b'{');
+        for (i, (key, member)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            match &member.key {
+                // Without escapes, a key is written as it is.
+                Cow::Borrowed(key) => {
+                    text.push(b'"');
+                    text.extend_from_slice(key.as_bytes());
+                    text.push(b'"');
+                }
+                Cow::Owned(_) => {
+                    serde_json::to_writer(&mut text, key).expect("writing to memory does not fail");
+                }
+            }
+            text.push(b':');
+            text.extend_from_slice(member.raw.as_bytes());
+        }
+        text.push(b'}');
+        Some(DedupKey(Sha256::digest(&text).into()))
     }
 
     /// Computes the key of a callback body already parsed as JSON.
@@ -103,12 +146,7 @@ impl Canonical {
         value: fn(&mut Canonical, &V),
     ) {
         let mut entries: Vec<(&str, &V)> = entries.map(|(k, v)| (k.as_ref(), v)).collect();
-        // A stable sort keeps repeated keys in document order; the last one
-        // counts, as it does when decoding (simd-json keeps every repeat).
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        entries.reverse();
-        entries.dedup_by(|later, earlier| later.0 == earlier.0);
-        entries.reverse();
+        sort_entries(&mut entries);
         self.raw(b"{");
         for (i, (key, v)) in entries.into_iter().enumerate() {
             if i > 0 {
@@ -146,6 +184,17 @@ impl std::io::Write for Canonical {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Sorts an object's entries by key, keeping only the last of each
+/// repeated key.
+fn sort_entries<V>(entries: &mut Vec<(&str, V)>) {
+    // A stable sort keeps repeated keys in document order; the last one
+    // counts, as it does when decoding (simd-json keeps every repeat).
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.reverse();
+    entries.dedup_by(|later, earlier| later.0 == earlier.0);
+    entries.reverse();
 }
 
 fn hash_serde(h: &mut Canonical, value: &Value) {

@@ -10,6 +10,9 @@
 //! the JSON they hold has no escapes of its own; otherwise they are
 //! unescaped into a copy for the decoder to read.
 //!
+//! While reading a body it can also keep, for the dedup key, each member's
+//! key and the raw text of its value ([`Member`]).
+//!
 //! It gives up (returns `None`) on anything else: deeper nesting, numbers
 //! with a fraction or an exponent, `-0`, integers beyond 18 digits, `\u`
 //! escapes, and every syntax error. The general parsers then decide, so
@@ -22,12 +25,61 @@ use serde_json::{Map, Value};
 use crate::wire::{Encoded, Loose, MSG_KEYS, WireObject};
 
 /// Reads `text` as one flat object into `object`, which must be empty, or
-/// gives up, leaving in `object` what it had read.
-pub(crate) fn object<'a>(object: &mut WireObject<'a>, text: &'a str) -> Option<()> {
+/// gives up, leaving in `object` what it had read. With `members`, each
+/// member is also pushed there as it is read.
+pub(crate) fn object<'a>(
+    object: &mut WireObject<'a>,
+    text: &'a str,
+    members: Option<&mut Vec<Member<'a>>>,
+) -> Option<()> {
     let mut scan = Scanner::new(text);
     scan.skip_space();
-    scan.members(object)?;
+    scan.members(object, members)?;
     scan.end().then_some(())
+}
+
+/// One member of an object as it was written, for the dedup key.
+#[derive(Debug)]
+pub(crate) struct Member<'a> {
+    /// The key, unescaped.
+    pub(crate) key: Cow<'a, str>,
+    /// The value's text, from its first byte to its last.
+    pub(crate) raw: &'a str,
+    /// Whether `raw` is already the value's canonical form: what serde_json
+    /// would write for the value once parsed.
+    pub(crate) canonical: bool,
+}
+
+/// Whether the raw text of `value` is what serde_json writes for it.
+///
+/// A string without escapes holds no quote, backslash nor control
+/// character (the scanner stops at a raw one), which are all serde_json
+/// escapes: it writes the text byte for byte. Neither does it escape `/`,
+/// so a string escaping one is not canonical; the other escapes the scanner
+/// reads (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`) are serde_json's
+/// own. JSON read in place inside a string (`msg`, `source_urls`) holds
+/// strings without escapes, and between them only `\"` and the white space
+/// `\n`, `\r`, `\t`. A plain integer is written as Rust prints it: no sign
+/// for a positive one, no leading zero. Arrays and objects may hold white
+/// space and unsorted keys, so are not.
+fn is_canonical(value: &Loose<'_>, raw: &str) -> bool {
+    match value {
+        Loose::Null | Loose::Bool(_) | Loose::Int(_) | Loose::Encoded(_) => true,
+        Loose::Str(Cow::Borrowed(_)) => true,
+        Loose::Str(Cow::Owned(_)) => !escapes_slash(raw),
+        Loose::UInt(_) | Loose::Float(_) | Loose::Array(_) | Loose::Object(_) => false,
+    }
+}
+
+/// Whether a string's text has the escape `\/`.
+fn escapes_slash(raw: &str) -> bool {
+    let mut bytes = raw.bytes();
+    while let Some(byte) = bytes.next() {
+        if byte == b'\\' && bytes.next() == Some(b'/') {
+            return true;
+        }
+    }
+    false
 }
 
 /// Reads `text` as a JSON array of strings, or gives up.
@@ -59,8 +111,13 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// An object, from its `{`, into `object`.
-    fn members(&mut self, object: &mut WireObject<'a>) -> Option<()> {
+    /// An object, from its `{`, into `object`, and each member into
+    /// `record` if given.
+    fn members(
+        &mut self,
+        object: &mut WireObject<'a>,
+        mut record: Option<&mut Vec<Member<'a>>>,
+    ) -> Option<()> {
         let keys = object.keys();
         self.expect(b'{')?;
         self.skip_space();
@@ -73,19 +130,25 @@ impl<'a> Scanner<'a> {
             self.skip_space();
             self.expect(b':')?;
             self.skip_space();
-            match keys.slot(&name) {
-                Some(slot) => {
-                    let value = if keys.nested() == Some(slot) {
-                        self.encoded(true)?
-                    } else if keys.listed() == Some(slot) {
-                        self.encoded(false)?
-                    } else {
-                        self.value()?
-                    };
-                    object.set(slot, value);
-                }
+            let start = self.at;
+            let slot = keys.slot(&name);
+            let value = match slot {
+                Some(slot) if keys.nested() == Some(slot) => self.encoded(true)?,
+                Some(slot) if keys.listed() == Some(slot) => self.encoded(false)?,
+                _ => self.value()?,
+            };
+            if let Some(record) = record.as_deref_mut() {
+                let raw = self.text.get(start..self.at)?;
+                record.push(Member {
+                    key: name.clone(),
+                    raw,
+                    canonical: is_canonical(&value, raw),
+                });
+            }
+            match slot {
+                Some(slot) => object.set(slot, value),
                 // Kept as it came, as serde_json would read it.
-                None => object.set_extra(name.into_owned(), self.value()?.into_value()),
+                None => object.set_extra(name.into_owned(), value.into_value()),
             }
             self.skip_space();
             match self.next()? {
@@ -131,7 +194,9 @@ impl<'a> Scanner<'a> {
         inner.skip_space();
         let encoded = if object {
             let mut fields = Box::new(WireObject::empty(MSG_KEYS));
-            inner.members(&mut fields).map(|()| Encoded::Msg(fields))
+            inner
+                .members(&mut fields, None)
+                .map(|()| Encoded::Msg(fields))
         } else {
             inner.items().map(Encoded::Urls)
         };

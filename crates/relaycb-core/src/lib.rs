@@ -47,7 +47,7 @@ pub mod signature;
 mod wire;
 
 pub use callback::{AlarmKind, Callback, Event, FileEvent, RELAY_EVENT_TYPE, TaskExit};
-pub use decode::{DecodeOptions, Decoded, decode, decode_with};
+pub use decode::{DecodeOptions, Decoded, decode, decode_keyed, decode_with};
 pub use dedup::DedupKey;
 pub use deviation::{Deviation, DeviationKind};
 pub use encode::{encode, to_wire};

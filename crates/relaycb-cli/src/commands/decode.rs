@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use relaycb_core::{Callback, DecodeOptions, Decoded, DedupKey, Event, decode_with, explain};
+use relaycb_core::{Callback, DecodeOptions, Decoded, DedupKey, Event, decode_keyed, explain};
 use serde_json::json;
 
 use crate::console::{Console, Style};
@@ -51,11 +51,11 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     for item in &items {
         let prefix = item.prefix();
         let decoded = match &item.body {
-            Ok(body) => decode_with(body, options).map_err(|e| e.to_string()),
+            Ok(body) => decode_keyed(body, options).map_err(|e| e.to_string()),
             Err(reason) => Err(reason.clone()),
         };
-        let decoded = match decoded {
-            Ok(decoded) => decoded,
+        let (decoded, key) = match decoded {
+            Ok((decoded, key)) => (decoded, key.ok()),
             Err(reason) => {
                 failed += 1;
                 let message = format!("error: {prefix}cannot decode the body: {reason}");
@@ -63,8 +63,6 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                 continue;
             }
         };
-        let body = item.body.as_deref().unwrap_or_default();
-        let key = DedupKey::of_body(body).ok();
         match args.format {
             Format::Human => {
                 if !first {

@@ -17,7 +17,9 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use relaycb_core::{Category, Decoded, DedupKey, Event, SignatureError};
+use relaycb_core::{
+    Category, DecodeOptions, Decoded, DedupKey, Event, SignatureError, decode_keyed,
+};
 use serde_json::json;
 
 use super::AppState;
@@ -94,15 +96,28 @@ pub(crate) async fn receive(State(state): State<AppState>, request: Request) -> 
 
     let body = read_body(body, state.config.max_body, state.config.body_timeout).await;
     let response = match check(&state, &parts.uri, &body) {
-        Ok(decoded) => accept(&state, body.bytes, decoded, received_at_ms, headers, peer).await,
+        Ok((decoded, key)) => {
+            accept(
+                &state,
+                body.bytes,
+                decoded,
+                key,
+                received_at_ms,
+                headers,
+                peer,
+            )
+            .await
+        }
         Err(refusal) => refuse(&state, refusal, body, received_at_ms, headers, peer).await,
     };
     state.metrics.ack_latency(started.elapsed().as_secs_f64());
     response
 }
 
-/// Everything that decides between accepting and refusing, in order.
-fn check(state: &Shared, uri: &Uri, body: &ReadBody) -> Result<Decoded, Refusal> {
+/// Everything that decides between accepting and refusing, in order. The
+/// body's dedup key comes along, computed while decoding; whether there is
+/// one is for `accept` to judge.
+fn check(state: &Shared, uri: &Uri, body: &ReadBody) -> Result<Keyed, Refusal> {
     match &body.cut {
         // A sender that trickles its body would otherwise hold its
         // connection for ever.
@@ -141,7 +156,7 @@ fn check(state: &Shared, uri: &Uri, body: &ReadBody) -> Result<Decoded, Refusal>
     if let Some(expected) = &state.config.callback_token {
         check_token(uri, expected)?;
     }
-    let decoded = relaycb_core::decode(&body.bytes).map_err(|error| {
+    let (decoded, key) = decode_keyed(&body.bytes, DecodeOptions::default()).map_err(|error| {
         let (status, label) = match error.category() {
             Category::Syntax => (StatusCode::BAD_REQUEST, "not_json"),
             Category::NotRelay if error.path().is_none() => (StatusCode::BAD_REQUEST, "not_object"),
@@ -177,8 +192,11 @@ fn check(state: &Shared, uri: &Uri, body: &ReadBody) -> Result<Decoded, Refusal>
                 )
             })?;
     }
-    Ok(decoded)
+    Ok((decoded, key))
 }
+
+/// A decoded body and its dedup key, if it has one.
+type Keyed = (Decoded, Result<DedupKey, relaycb_core::Error>);
 
 fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
     #[derive(serde::Deserialize)]
@@ -212,13 +230,14 @@ fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
 // FIXME: durable ingest at 64 clients serves 0.15 of the no-op floor
 // (target 0.5) with a p99 of 17.6 ms (target 10 ms), see BENCHMARKS.md.
 // The request path has not been profiled yet: besides the commit it
-// decodes, hashes the body a second time for the dedup key, serialises
-// the decoded form, the deviations and the headers to JSON, and folds
-// into the task board under its lock.
+// decodes (computing the dedup key on the way), serialises the decoded
+// form, the deviations and the headers to JSON, and folds into the task
+// board under its lock.
 async fn accept(
     state: &Shared,
     raw: Vec<u8>,
     decoded: Decoded,
+    key: Result<DedupKey, relaycb_core::Error>,
     received_at_ms: i64,
     headers: String,
     peer: Option<String>,
@@ -228,7 +247,7 @@ async fn accept(
         deviations,
     } = decoded;
     let event_name = callback.event.name().to_owned();
-    let key = match DedupKey::of_body(&raw) {
+    let key = match key {
         Ok(key) => key,
         Err(error) => {
             // decode accepted the body, so this cannot happen; refuse rather

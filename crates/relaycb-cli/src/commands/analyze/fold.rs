@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use relaycb_core::{Decoded, DedupKey, Observation, Outcome, Tracker, decode};
+use relaycb_core::{DecodeOptions, Decoded, DedupKey, Observation, Outcome, Tracker, decode_keyed};
 
 use super::plot::PlotData;
 use super::timeline::Timeline;
@@ -276,15 +276,10 @@ fn decode_one(record: Record, line_offset: u64) -> Decodes {
     } else {
         delivery.id
     };
-    // FIXME: the body is parsed twice, once by decode and once for the
-    // dedup key; relaycb-core could return the key from decode.
-    let result = decode(&delivery.body)
-        .map_err(|e| e.to_string())
-        .and_then(|decoded| {
-            DedupKey::of_body(&delivery.body)
-                .map(|key| (decoded, key))
-                .map_err(|e| e.to_string())
-        });
+    // Decoding's error first, then the key's.
+    let result = decode_keyed(&delivery.body, DecodeOptions::default())
+        .and_then(|(decoded, key)| key.map(|key| (decoded, key)))
+        .map_err(|e| e.to_string());
     Decodes {
         id,
         received_at_ms: delivery.received_at_ms,
