@@ -14,7 +14,7 @@
 mod anomaly;
 mod task;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +115,10 @@ struct History {
     newest_ms: Option<i64>,
     /// Anomalies about delivery rather than about the task.
     delivery: Anomalies,
+    /// The latest [`DEDUP_MEMORY`] dedup keys, oldest first, and the same
+    /// as a set: a long task checks every event against all of them.
     seen: VecDeque<u64>,
+    seen_set: HashSet<u64>,
     duplicates: u64,
 }
 
@@ -128,6 +131,7 @@ impl History {
             newest_ms: None,
             delivery: Anomalies::default(),
             seen: VecDeque::new(),
+            seen_set: HashSet::new(),
             duplicates: 0,
         }
     }
@@ -197,13 +201,16 @@ impl History {
     }
 
     fn is_repeat(&mut self, key: u64) -> bool {
-        if self.seen.contains(&key) {
+        if self.seen_set.contains(&key) {
             self.duplicates += 1;
             return true;
         }
-        if self.seen.len() == DEDUP_MEMORY {
-            self.seen.pop_front();
+        if self.seen.len() == DEDUP_MEMORY
+            && let Some(oldest) = self.seen.pop_front()
+        {
+            self.seen_set.remove(&oldest);
         }
+        self.seen_set.insert(key);
         self.seen.push_back(key);
         false
     }
