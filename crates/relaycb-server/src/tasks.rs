@@ -14,11 +14,13 @@
 //! them); their count per task is kept beside it from the `deliveries`
 //! column, because the tracker's own retry memory is bounded.
 
-// FIXME: with a million events stored, ingest runs at 0.67 of its speed
-// on an empty store (target 0.8) and the server holds 708 MiB
-// (BENCHMARKS.md). Where that memory goes is not measured yet; this board
-// keeps the state and reorder window of every task ever seen, and settling
-// tasks that have been quiet for long to their fold alone would bound it.
+// FIXME: with a million events stored, ingest runs at 0.63 of its speed
+// on an empty store (target 0.8), its p99 grows to 130 ms, and the server
+// holds 635 MiB (BENCHMARKS.md). The benchmark's events come from 120,615
+// tasks all running at once, and this board keeps a fold and a reorder
+// window for every one that is active (the tracker folds away those quiet
+// for an hour); how much of the slowdown is the store's indexes outgrowing
+// SQLite's page cache is not measured yet.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

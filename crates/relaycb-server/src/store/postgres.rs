@@ -252,7 +252,7 @@ impl PgWriter {
     }
 }
 
-// FIXME: two servers on one database take 6,648 callbacks/s at 64
+// FIXME: two servers on one database take 6,086 callbacks/s at 64
 // clients (target 10,000, BENCHMARKS.md): each batch holds the shared
 // write lock for its catch-up read, its insert and its commit round trips.
 impl Backend for PgWriter {

@@ -7,12 +7,12 @@
 //! per-task marks of a plot), never with the number of events: counts are
 //! kept by name, and only the first few errors are kept whole.
 //!
-//! FIXME: over the benchmark's 1 GB log (120,615 short simulated tasks)
-//! analyze reads 49 MB/s, 0.6 of `jq -c .task_id` (target 8), and peaks at
-//! 1,335 MiB (target 64): about 11 KB per task, for the two folds and the
-//! reorder window each task keeps, and the chunks in flight between the
-//! threads. Tasks whose window has long been quiet could be settled to
-//! their fold alone; see BENCHMARKS.md.
+//! FIXME: on the benchmark's week log (1.2 GB, 477 tasks) analyze reads
+//! 118 MB/s, 1.7 times `jq -c .task_id` (target 8), in 35 MiB; the three
+//! streams of work (reading, decoding on each core, the fold in log order)
+//! keep both cores busy, and the fold alone takes about 2.4 us an event.
+//! Over 120,615 short tasks running at once a task costs 8.6 KiB (two
+//! folds and a reorder window while it is active); see BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
