@@ -161,6 +161,14 @@ impl<'a> Scanner<'a> {
 
     /// An array of strings, from its `[`.
     fn items(&mut self) -> Option<Vec<String>> {
+        self.list(|scan| {
+            scan.expect_quote()?;
+            Some(scan.string()?.into_owned())
+        })
+    }
+
+    /// An array, from its `[`, each item read by `item`.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
         let mut items = Vec::new();
         self.expect(b'[')?;
         self.skip_space();
@@ -168,8 +176,7 @@ impl<'a> Scanner<'a> {
             return Some(items);
         }
         loop {
-            self.expect_quote()?;
-            items.push(self.string()?.into_owned());
+            items.push(item(self)?);
             self.skip_space();
             match self.next()? {
                 b',' => self.skip_space(),
@@ -281,21 +288,7 @@ impl<'a> Scanner<'a> {
 
     /// An array of plain values, from its `[`, as serde_json reads one.
     fn array(&mut self) -> Option<Vec<Value>> {
-        let mut items = Vec::new();
-        self.expect(b'[')?;
-        self.skip_space();
-        if self.accept(b']') {
-            return Some(items);
-        }
-        loop {
-            items.push(self.plain()?.into_value());
-            self.skip_space();
-            match self.next()? {
-                b',' => self.skip_space(),
-                b']' => return Some(items),
-                _ => return None,
-            }
-        }
+        self.list(|scan| Some(scan.plain()?.into_value()))
     }
 
     /// An object of plain values, from its `{`, as serde_json reads one
