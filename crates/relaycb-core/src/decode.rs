@@ -761,9 +761,9 @@ impl Context {
         }
     }
 
-    /// Reads an integer field; strings holding an integer are accepted.
-    /// Reads an integer field: a count, an id, an index or a code, where a
-    /// fraction means the value is not what it claims to be.
+    /// Reads an integer field (strings holding one are accepted): a count,
+    /// an id, an index or a code, where a fraction means the value is not
+    /// what it claims to be.
     fn integer(
         &mut self,
         path: &str,
