@@ -43,6 +43,7 @@ mod exit_code;
 mod fast;
 mod flat;
 pub mod lifecycle;
+mod redact;
 pub mod signature;
 mod wire;
 
@@ -54,4 +55,5 @@ pub use encode::{encode, to_wire};
 pub use error::{Category, Error};
 pub use exit_code::{ExitKind, Explanation, explain};
 pub use lifecycle::{Observation, Outcome, TaskState, Tracker};
+pub use redact::redact_url;
 pub use signature::{KeyRing, SignatureError, sign};

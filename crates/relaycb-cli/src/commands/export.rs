@@ -78,7 +78,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         anyhow::Ok(())
     };
     let shown = if postgres::is_url(&args.db) {
-        postgres::redact(&args.db)
+        relaycb_core::redact_url(&args.db)
     } else {
         args.db.clone()
     };

@@ -98,7 +98,7 @@ pub(crate) fn read(
         return read_postgres(path, chunk, &mut each_chunk).with_context(|| {
             format!(
                 "cannot read the relaycb-server store {}",
-                super::postgres::redact(path)
+                relaycb_core::redact_url(path)
             )
         });
     }

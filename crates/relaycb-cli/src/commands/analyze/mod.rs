@@ -115,7 +115,7 @@ fn draw_progress(console: &mut Console<'_>, path: &str, progress: Progress) {
     };
     let percent = progress.done.saturating_mul(100) / total.max(1);
     let path = if crate::input::postgres::is_url(path) {
-        crate::input::postgres::redact(path)
+        relaycb_core::redact_url(path)
     } else {
         path.to_owned()
     };
