@@ -134,6 +134,48 @@ fn read_up_to(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
 
 type EachChunk<'a> = dyn FnMut(Vec<Record>, Progress) -> anyhow::Result<()> + 'a;
 
+/// Records gathered into chunks of one size, each handed on with the
+/// progress made when it filled.
+struct Chunks<'e, 'a> {
+    records: Vec<Record>,
+    size: usize,
+    progress: Progress,
+    each: &'e mut EachChunk<'a>,
+}
+
+impl<'e, 'a> Chunks<'e, 'a> {
+    fn new(size: usize, total: Option<u64>, each: &'e mut EachChunk<'a>) -> Self {
+        Chunks {
+            records: Vec::with_capacity(size),
+            size,
+            progress: Progress { done: 0, total },
+            each,
+        }
+    }
+
+    /// Counts `n` more units of the input read (bytes or rows).
+    fn advance(&mut self, n: u64) {
+        self.progress.done += n;
+    }
+
+    fn push(&mut self, record: Record) -> anyhow::Result<()> {
+        self.records.push(record);
+        if self.records.len() == self.size {
+            let full = std::mem::replace(&mut self.records, Vec::with_capacity(self.size));
+            (self.each)(full, self.progress)?;
+        }
+        Ok(())
+    }
+
+    /// Hands on what is left.
+    fn finish(self) -> anyhow::Result<()> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        (self.each)(self.records, self.progress)
+    }
+}
+
 fn read_lines(
     mut reader: impl BufRead,
     total: Option<u64>,
@@ -141,8 +183,7 @@ fn read_lines(
     each_chunk: &mut EachChunk<'_>,
 ) -> anyhow::Result<()> {
     let mut export = None;
-    let mut records = Vec::with_capacity(chunk);
-    let mut progress = Progress { done: 0, total };
+    let mut chunks = Chunks::new(chunk, total, each_chunk);
     let mut number = 0u64;
     loop {
         let mut line = Vec::new();
@@ -151,7 +192,7 @@ fn read_lines(
             break;
         }
         number += 1;
-        progress.done += n as u64;
+        chunks.advance(n as u64);
         while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             line.pop();
         }
@@ -164,21 +205,12 @@ fn read_lines(
         } else {
             Payload::Body(line)
         };
-        records.push(Record {
+        chunks.push(Record {
             line: number,
             payload,
-        });
-        if records.len() == chunk {
-            each_chunk(
-                std::mem::replace(&mut records, Vec::with_capacity(chunk)),
-                progress,
-            )?;
-        }
+        })?;
     }
-    if !records.is_empty() {
-        each_chunk(records, progress)?;
-    }
-    Ok(())
+    chunks.finish()
 }
 
 fn read_sqlite(path: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyhow::Result<()> {
@@ -187,16 +219,13 @@ fn read_sqlite(path: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyh
     let mut statement =
         db.prepare("SELECT id, received_at_ms, deliveries, raw FROM events ORDER BY id")?;
     let mut rows = statement.query([])?;
-    let mut records = Vec::with_capacity(chunk);
-    let mut progress = Progress {
-        done: 0,
-        total: u64::try_from(total).ok(),
-    };
+    let mut chunks = Chunks::new(chunk, u64::try_from(total).ok(), each_chunk);
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         let id = u64::try_from(id).unwrap_or_default();
         let deliveries: Option<i64> = row.get(2)?;
-        records.push(Record {
+        chunks.advance(1);
+        chunks.push(Record {
             line: id,
             payload: Payload::Row(Delivery {
                 id,
@@ -207,32 +236,20 @@ fn read_sqlite(path: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyh
                     .max(1),
                 body: raw_bytes(row.get_ref(3)?),
             }),
-        });
-        progress.done += 1;
-        if records.len() == chunk {
-            each_chunk(
-                std::mem::replace(&mut records, Vec::with_capacity(chunk)),
-                progress,
-            )?;
-        }
+        })?;
     }
-    if !records.is_empty() {
-        each_chunk(records, progress)?;
-    }
-    Ok(())
+    chunks.finish()
 }
 
 fn read_postgres(url: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyhow::Result<()> {
     use super::postgres;
     let mut client = postgres::connect(url)?;
-    let mut progress = Progress {
-        done: 0,
-        total: Some(postgres::count(&mut client)?),
-    };
-    let mut records = Vec::with_capacity(chunk);
+    let total = postgres::count(&mut client)?;
+    let mut chunks = Chunks::new(chunk, Some(total), each_chunk);
     postgres::each_event(&mut client, &postgres::Filter::default(), |event| {
         let id = u64::try_from(event.id).unwrap_or_default();
-        records.push(Record {
+        chunks.advance(1);
+        chunks.push(Record {
             line: id,
             payload: Payload::Row(Delivery {
                 id,
@@ -240,20 +257,9 @@ fn read_postgres(url: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> any
                 deliveries: u64::try_from(event.deliveries).unwrap_or(1).max(1),
                 body: event.raw,
             }),
-        });
-        progress.done += 1;
-        if records.len() == chunk {
-            each_chunk(
-                std::mem::replace(&mut records, Vec::with_capacity(chunk)),
-                progress,
-            )?;
-        }
-        Ok(())
+        })
     })?;
-    if !records.is_empty() {
-        each_chunk(records, progress)?;
-    }
-    Ok(())
+    chunks.finish()
 }
 
 /// The body column as bytes, whether it was stored as a BLOB or as TEXT.
