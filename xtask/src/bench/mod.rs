@@ -62,6 +62,17 @@ pub(crate) struct Plan {
     pub(crate) analyze_bytes: u64,
     /// Stored events before each scale measurement.
     pub(crate) scale_levels: Vec<usize>,
+    /// The parts to run (`--only`); `None`: all of them.
+    pub(crate) only: Option<Vec<String>>,
+}
+
+impl Plan {
+    /// Whether `part` is to be measured.
+    fn runs(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|p| p == part))
+    }
 }
 
 impl Plan {
@@ -76,6 +87,7 @@ impl Plan {
                 analyze_rounds: 3,
                 analyze_bytes: 100_000_000,
                 scale_levels: vec![10_000, 100_000],
+                only: None,
             }
         } else {
             Plan {
@@ -87,18 +99,40 @@ impl Plan {
                 analyze_rounds: 3,
                 analyze_bytes: 1_000_000_000,
                 scale_levels: vec![10_000, 100_000, 1_000_000],
+                only: None,
             }
         }
     }
 }
 
-/// Runs `cargo xtask bench [--quick]`.
+/// The parts of the benchmark, as `--only` names them.
+const PARTS: [&str; 5] = ["decode", "analyze", "ingest", "postgres", "scale"];
+
+/// Runs `cargo xtask bench [--quick] [--only PART,...]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let quick = match args {
-        [] => false,
-        [flag] if flag == "--quick" => true,
-        other => bail!("usage: cargo xtask bench [--quick], found {other:?}"),
+    let usage = || {
+        format!(
+            "usage: cargo xtask bench [--quick] [--only PART,...] (parts: {})",
+            PARTS.join(", ")
+        )
     };
+    let mut quick = false;
+    let mut only: Option<Vec<String>> = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => {
+                let parts = rest.next().with_context(usage)?;
+                let parts: Vec<String> = parts.split(',').map(str::to_owned).collect();
+                if let Some(unknown) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+                    bail!("no benchmark part {unknown:?}; {}", usage());
+                }
+                only = Some(parts);
+            }
+            other => bail!("{}, found {other:?}", usage()),
+        }
+    }
     let root = crate::workspace_root();
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
@@ -119,7 +153,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if std::env::var_os(BUILT_ENV).is_none() {
         build(&root, &["relaycb-server", "relaycb-cli"])?;
     }
-    measure(&Plan::new(quick), &root, &target)
+    let plan = Plan {
+        only,
+        ..Plan::new(quick)
+    };
+    measure(&plan, &root, &target)
 }
 
 /// `cargo build --release` of the given packages.
@@ -157,34 +195,49 @@ fn measure(plan: &Plan, root: &Path, target: &Path) -> Result<()> {
         python: find_python(root, &mut report),
     };
 
-    decode::run(plan, &mut report).context("decode benchmark")?;
-
-    let week = analyze::Log::generate(
-        &relaycb,
-        plan.analyze_bytes,
-        Shape::Week,
-        out.join("week.jsonl"),
-    )
-    .context("generating the week's log")?;
-    let short = analyze::Log::generate(
-        &relaycb,
-        plan.analyze_bytes,
-        Shape::ShortTasks,
-        out.join("log.jsonl"),
-    )
-    .context("generating the short-task log")?;
-    analyze::run(plan, &relaycb, &week, &short, &mut report).context("analyze benchmark")?;
-    std::fs::remove_file(&week.path)
-        .with_context(|| format!("cannot remove {}", week.path.display()))?;
-    let log = short.path;
-
-    let bodies = Arc::new(read_bodies(&log)?);
-    eprintln!("bench: {} unique callbacks to send", bodies.len());
-    ingest::run(plan, &programs, &bodies, &mut report).context("ingest benchmark")?;
-    postgres::run(plan, &programs, &bodies, &mut report).context("PostgreSQL ingest benchmark")?;
-    scale::run(plan, &programs, &bodies, &mut report).context("scale benchmark")?;
-    drop(bodies);
-    std::fs::remove_file(&log).with_context(|| format!("cannot remove {}", log.display()))?;
+    if plan.runs("decode") {
+        decode::run(plan, &mut report).context("decode benchmark")?;
+    }
+    let http = ["ingest", "postgres", "scale"].iter().any(|p| plan.runs(p));
+    if plan.runs("analyze") || http {
+        // The short-task log is also where the HTTP parts take their bodies.
+        let short = analyze::Log::generate(
+            &relaycb,
+            plan.analyze_bytes,
+            Shape::ShortTasks,
+            out.join("log.jsonl"),
+        )
+        .context("generating the short-task log")?;
+        if plan.runs("analyze") {
+            let week = analyze::Log::generate(
+                &relaycb,
+                plan.analyze_bytes,
+                Shape::Week,
+                out.join("week.jsonl"),
+            )
+            .context("generating the week's log")?;
+            analyze::run(plan, &relaycb, &week, &short, &mut report)
+                .context("analyze benchmark")?;
+            std::fs::remove_file(&week.path)
+                .with_context(|| format!("cannot remove {}", week.path.display()))?;
+        }
+        let log = short.path;
+        if http {
+            let bodies = Arc::new(read_bodies(&log)?);
+            eprintln!("bench: {} unique callbacks to send", bodies.len());
+            if plan.runs("ingest") {
+                ingest::run(plan, &programs, &bodies, &mut report).context("ingest benchmark")?;
+            }
+            if plan.runs("postgres") {
+                postgres::run(plan, &programs, &bodies, &mut report)
+                    .context("PostgreSQL ingest benchmark")?;
+            }
+            if plan.runs("scale") {
+                scale::run(plan, &programs, &bodies, &mut report).context("scale benchmark")?;
+            }
+        }
+        std::fs::remove_file(&log).with_context(|| format!("cannot remove {}", log.display()))?;
+    }
 
     let load_after = stats::load_average();
     let preamble = format!(
@@ -193,14 +246,10 @@ fn measure(plan: &Plan, root: &Path, target: &Path) -> Result<()> {
          - load average (1 5 15 min): {load_before} before, {load_after} after\n\
          - took: {:.0} s\n- reproduce: `cargo xtask bench{}`\n",
         utc_now(),
-        if plan.quick {
-            "quick (`--quick`)"
-        } else {
-            "full"
-        },
+        mode(plan),
         commit(root),
         began.elapsed().as_secs_f64(),
-        if plan.quick { " --quick" } else { "" },
+        reproduce_flags(plan),
     );
     let path = out.join("report.md");
     std::fs::write(&path, report.markdown(&preamble))
@@ -220,6 +269,32 @@ fn measure(plan: &Plan, root: &Path, target: &Path) -> Result<()> {
     }
     let names: Vec<String> = missed.iter().map(|t| format!("  {}", t.line())).collect();
     bail!("{} target(s) missed:\n{}", missed.len(), names.join("\n"))
+}
+
+/// The run's mode as the report names it.
+fn mode(plan: &Plan) -> String {
+    let mode = if plan.quick {
+        "quick (`--quick`)"
+    } else {
+        "full"
+    };
+    match &plan.only {
+        Some(only) => format!("{mode}, only {}", only.join(", ")),
+        None => mode.to_owned(),
+    }
+}
+
+/// The flags that repeat this run.
+fn reproduce_flags(plan: &Plan) -> String {
+    let mut flags = String::new();
+    if plan.quick {
+        flags.push_str(" --quick");
+    }
+    if let Some(only) = &plan.only {
+        flags.push_str(" --only ");
+        flags.push_str(&only.join(","));
+    }
+    flags
 }
 
 /// Every line of the log, each a callback body.
