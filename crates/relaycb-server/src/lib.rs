@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 pub use config::{Config, Database, LogFormat};
 pub use error::ApiError;
 pub use store::StoreError;
-pub use telemetry::init as init_tracing;
+pub use telemetry::{LogGuard, init as init_tracing};
 
 use store::StoreHandle;
 use tasks::TaskBoard;

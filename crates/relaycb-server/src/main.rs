@@ -18,7 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    relaycb_server::init_tracing(config.log_format);
+    // Dropped last, after the error below is logged: every line is written.
+    let _logs = relaycb_server::init_tracing(config.log_format);
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

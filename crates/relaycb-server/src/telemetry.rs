@@ -9,7 +9,7 @@
 
 pub(crate) mod metrics;
 
-use std::io::IsTerminal as _;
+use std::io::{BufWriter, IsTerminal as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -18,24 +18,41 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::{Instrument, Span, field};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+
+/// Keeps the log writer's thread running; dropping it writes out every line
+/// still queued. Hold it until the program ends.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: Option<WorkerGuard>,
+}
 
 /// Sets up the global subscriber: `RUST_LOG` filters (default `info`),
 /// lines in the chosen format on standard error, coloured only when
 /// standard error is a terminal and `NO_COLOR` is not set (a log file or a
 /// journal gets plain text).
-pub fn init(format: LogFormat) {
+///
+/// Lines are formatted where they are logged and written by a thread of
+/// its own, which writes whatever has queued up in one system call rather
+/// than one per line; a request never waits for standard error, and no
+/// line is dropped (a full queue makes the logging thread wait instead).
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("relaycb-log")
+        .finish(BufWriter::with_capacity(LOG_BUFFER, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     // `try_init`: a second call (tests) keeps the first subscriber.
-    let _ = match format {
+    let installed = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder
             .json()
@@ -43,7 +60,13 @@ pub fn init(format: LogFormat) {
             .with_current_span(true)
             .try_init(),
     };
+    LogGuard {
+        _writer: installed.is_ok().then_some(guard),
+    }
 }
+
+/// The most log text written to standard error in one system call.
+const LOG_BUFFER: usize = 64 * 1024;
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
