@@ -72,6 +72,42 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_attributed_to ON events (attributed_to, id)
         WHERE attributed_to IS NOT NULL;
     ",
+    // 4: a retry is found through an index that leads with the event's own
+    // time (part of what the key hashes, so the pair is unique exactly when
+    // the key is). New events then land at the end of that index instead
+    // of on a random page each, and a batch writes a few pages of it to the
+    // WAL instead of one an event. SQLite cannot drop a column's UNIQUE, so
+    // the table is copied.
+    "
+    CREATE TABLE events_v4 (
+        id INTEGER PRIMARY KEY,
+        dedup_key TEXT NOT NULL,
+        task_id TEXT,
+        callback_event TEXT NOT NULL,
+        event_time INTEGER,
+        received_at_ms INTEGER NOT NULL,
+        last_received_at_ms INTEGER NOT NULL,
+        deliveries INTEGER NOT NULL,
+        raw BLOB NOT NULL,
+        decoded TEXT NOT NULL,
+        deviations TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        peer TEXT,
+        occurred_at_ms INTEGER,
+        attributed_to TEXT
+    );
+    INSERT INTO events_v4 SELECT id, dedup_key, task_id, callback_event, event_time,
+        received_at_ms, last_received_at_ms, deliveries, raw, decoded, deviations, headers,
+        peer, occurred_at_ms, attributed_to
+    FROM events ORDER BY id;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE UNIQUE INDEX events_dedup ON events (coalesce(event_time, -1), dedup_key);
+    CREATE INDEX events_task_id ON events (task_id, id);
+    CREATE INDEX events_attributed_to ON events (attributed_to, id)
+        WHERE attributed_to IS NOT NULL;
+    CREATE INDEX events_callback_event ON events (callback_event, id);
+    ",
 ];
 
 /// Opens (creating if needed) the database file with the pragmas every
@@ -151,7 +187,7 @@ impl Backend for SqliteWriter {
                      received_at_ms, last_received_at_ms, deliveries, raw, decoded, deviations,
                      headers, peer, occurred_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (dedup_key) DO NOTHING",
+                 ON CONFLICT (coalesce(event_time, -1), dedup_key) DO NOTHING",
             )?
             .execute(params![
                 e.dedup_key,
@@ -179,10 +215,10 @@ impl Backend for SqliteWriter {
                 "UPDATE events SET
                      deliveries = deliveries + 1,
                      last_received_at_ms = max(last_received_at_ms, ?2)
-                 WHERE dedup_key = ?1
+                 WHERE coalesce(event_time, -1) = coalesce(?3, -1) AND dedup_key = ?1
                  RETURNING id, deliveries, coalesce(attributed_to, task_id)",
             )?
-            .query_row(params![e.dedup_key, e.received_at_ms], |r| {
+            .query_row(params![e.dedup_key, e.received_at_ms, e.event_time], |r| {
                 Ok(Upserted {
                     id: r.get(0)?,
                     deliveries: r.get(1)?,
@@ -562,7 +598,7 @@ mod tests {
 
     use super::*;
     use crate::store::StoreHandle;
-    use crate::store::contract::{self, START, event};
+    use crate::store::contract::{self, EXIT, START, event};
     use crate::telemetry::metrics::Metrics;
 
     fn open_store(
@@ -580,6 +616,59 @@ mod tests {
             open_store(&dir, outbox)
         })
         .await;
+    }
+
+    #[test]
+    fn a_store_of_the_previous_schema_keeps_its_events_and_still_knows_their_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = connect(&path).unwrap();
+            for (index, sql) in MIGRATIONS.iter().enumerate().take(3) {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", index as i64 + 1)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            let e = event(START);
+            conn.execute(
+                "INSERT INTO events (dedup_key, task_id, callback_event, event_time,
+                     received_at_ms, last_received_at_ms, deliveries, raw, decoded, deviations,
+                     headers, peer, occurred_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    e.dedup_key,
+                    e.task_id,
+                    e.callback_event,
+                    e.event_time,
+                    e.received_at_ms,
+                    e.raw,
+                    e.decoded,
+                    e.deviations,
+                    e.headers,
+                    e.peer,
+                    e.occurred_at_ms,
+                ],
+            )
+            .unwrap();
+        }
+        let (mut writer, _reader) = open(&path).unwrap();
+        let version: i64 = writer
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        writer.begin().unwrap();
+        let retry = writer.upsert_event(&event(START)).unwrap();
+        assert_eq!((retry.id, retry.deliveries), (1, 2));
+        let new = writer.upsert_event(&event(EXIT)).unwrap();
+        assert_eq!((new.id, new.deliveries), (2, 1));
+        // An event without a time of its own is recognised as well.
+        assert_eq!(event(EXIT).event_time, None);
+        let again = writer.upsert_event(&event(EXIT)).unwrap();
+        assert_eq!((again.id, again.deliveries), (2, 2));
+        writer.commit().unwrap();
     }
 
     #[tokio::test]
