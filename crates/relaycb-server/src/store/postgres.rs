@@ -86,6 +86,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_attributed_to ON events (attributed_to, id)
         WHERE attributed_to IS NOT NULL;
     ",
+    // 4: retries found through a unique index that leads with the event's
+    // own time, as in SQLite: new events land at its end instead of on a
+    // random page each. The pair is unique exactly when the key is, so a
+    // retry landing on another server still conflicts.
+    "
+    CREATE UNIQUE INDEX events_dedup ON events ((coalesce(event_time, -1)), dedup_key);
+    ALTER TABLE events DROP CONSTRAINT events_dedup_key_key;
+    ",
 ];
 
 /// First half of the write lock's key; the second is [`SCHEMA_KEY`].
@@ -179,7 +187,7 @@ impl Statements {
                      received_at_ms, last_received_at_ms, deliveries, raw, decoded, deviations,
                      headers, peer, occurred_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $5, 1, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (dedup_key) DO UPDATE SET
+                 ON CONFLICT ((coalesce(event_time, -1)), dedup_key) DO UPDATE SET
                      deliveries = events.deliveries + 1,
                      last_received_at_ms =
                          greatest(events.last_received_at_ms, excluded.last_received_at_ms)
@@ -195,7 +203,7 @@ impl Statements {
                      $6::BYTEA[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::BIGINT[])
                      WITH ORDINALITY AS u (k, t, c, et, r, raw, d, dv, h, p, o, n)
                  ORDER BY n
-                 ON CONFLICT (dedup_key) DO UPDATE SET
+                 ON CONFLICT ((coalesce(event_time, -1)), dedup_key) DO UPDATE SET
                      deliveries = events.deliveries + 1,
                      last_received_at_ms =
                          greatest(events.last_received_at_ms, excluded.last_received_at_ms)
