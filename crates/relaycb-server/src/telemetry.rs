@@ -45,6 +45,7 @@ pub fn init(format: LogFormat) -> LogGuard {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE)
         .thread_name("relaycb-log")
         .finish(BufWriter::with_capacity(LOG_BUFFER, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
@@ -65,6 +66,10 @@ pub fn init(format: LogFormat) -> LogGuard {
     }
 }
 
+/// How many lines may wait for the log writer before a request that logs
+/// waits for it: enough to ride out a slow terminal, bounded so that the
+/// queue cannot hold megabytes of text when standard error falls behind.
+const LOG_QUEUE: usize = 1024;
 /// The most log text written to standard error in one system call.
 const LOG_BUFFER: usize = 64 * 1024;
 
