@@ -18,7 +18,8 @@ mod anomaly;
 mod task;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::OnceLock;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +29,7 @@ pub use task::{CurrentFile, LastExit, Phase, TaskState, same_instant_rank};
 use crate::callback::{Callback, Event};
 use crate::dedup::DedupKey;
 use anomaly::Anomalies;
-use task::{Entry, Fold};
+use task::{Entry, Fold, Meta};
 
 /// How many of a task's latest events are kept to put late arrivals back in
 /// order.
@@ -119,6 +120,11 @@ struct History {
     /// while the window is empty. A `OnceLock`, so that a query through
     /// `&self` can fill it and a tracker can still be shared for reading.
     current: OnceLock<Fold>,
+    /// What the latest event of the window (in event order) that named its
+    /// sources named; `None` when none did, when the sources are those of
+    /// `settled` (or `current`). An exit without a task id is matched
+    /// against the sources of every task, which must not compute them.
+    window_sources: Option<Arc<Meta>>,
     /// The time of the newest event, ms since the epoch.
     newest_ms: Option<i64>,
     /// Anomalies about delivery rather than about the task.
@@ -126,8 +132,32 @@ struct History {
     /// The latest [`DEDUP_MEMORY`] dedup keys, oldest first, and the same
     /// as a set: a long task checks every event against all of them.
     seen: VecDeque<u64>,
-    seen_set: HashSet<u64>,
+    seen_set: HashSet<u64, BuildHasherDefault<ShortKeyHasher>>,
     duplicates: u64,
+}
+
+/// Hashes short dedup keys by taking them as they are: they are the first
+/// bits of a SHA-256 already, as evenly spread as a hash of them would be,
+/// and a sender could steer them only by trying bodies by the million. Each
+/// task's set holds at most [`DEDUP_MEMORY`] of them, so even keys made to
+/// collide cost little.
+#[derive(Debug, Default)]
+struct ShortKeyHasher(u64);
+
+impl Hasher for ShortKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Why `current` can be empty only while events are settled.
@@ -140,10 +170,11 @@ impl History {
             settled: None,
             window: VecDeque::new(),
             current: OnceLock::from(Fold::new(task_id)),
+            window_sources: None,
             newest_ms: None,
             delivery: Anomalies::default(),
             seen: VecDeque::new(),
-            seen_set: HashSet::new(),
+            seen_set: HashSet::default(),
             duplicates: 0,
         }
     }
@@ -157,25 +188,13 @@ impl History {
         })
     }
 
-    /// The sources of the current state, without computing it: those of
-    /// the latest event in the window that had any, else the settled ones.
+    /// The sources of the current state, without computing it.
     fn source_urls(&self) -> &[String] {
-        if let Some(current) = self.current.get() {
-            return &current.state.source_urls;
+        if let Some(meta) = &self.window_sources {
+            return &meta.source_urls;
         }
-        self.window
-            .iter()
-            .rev()
-            .map(|e| &e.meta.source_urls)
-            .find(|urls| !urls.is_empty())
-            .unwrap_or_else(|| {
-                &self
-                    .settled
-                    .as_deref()
-                    .expect(SETTLED_WHILE_LAZY)
-                    .state
-                    .source_urls
-            })
+        let fold = self.current.get().or(self.settled.as_deref());
+        &fold.expect(SETTLED_WHILE_LAZY).state.source_urls
     }
 
     fn insert(&mut self, entry: Entry) {
@@ -208,6 +227,14 @@ impl History {
         }
         let settled = self.settled.as_deref_mut().expect("settled above");
         let position = self.window.partition_point(|e| e.order <= entry.order);
+        if !entry.meta.source_urls.is_empty()
+            && self
+                .window
+                .range(position..)
+                .all(|e| e.meta.source_urls.is_empty())
+        {
+            self.window_sources = Some(Arc::clone(&entry.meta));
+        }
         if position == self.window.len() {
             if let Some(current) = self.current.get_mut() {
                 current.apply(&entry);
@@ -255,6 +282,7 @@ impl History {
             self.current = OnceLock::from(with_window(settled, &self.window));
         }
         self.window = VecDeque::new();
+        self.window_sources = None;
         self.settled = None;
     }
 
@@ -365,10 +393,10 @@ impl Tracker {
                 }
             },
         };
-        if !self.tasks.contains_key(&task_id) {
-            self.tasks.insert(task_id.clone(), History::new(&task_id));
-        }
-        let history = self.tasks.get_mut(&task_id).expect("inserted above");
+        let history = self
+            .tasks
+            .entry(task_id.clone())
+            .or_insert_with_key(|id| History::new(id));
         if history.is_repeat(observation.key.short()) {
             return Outcome::Duplicate { task_id };
         }
