@@ -22,7 +22,7 @@ use relaycb_core::{DecodeOptions, Decoded, DedupKey, Observation, Outcome, Track
 
 use super::plot::PlotData;
 use super::timeline::Timeline;
-use crate::input::log::{self, Payload, Progress, Record};
+use crate::input::log::{self, Payload, Progress, Record, Records};
 
 /// Records decoded together: big enough to hand between threads cheaply,
 /// small enough to keep memory flat.
@@ -107,9 +107,9 @@ impl Analysis {
         let mut last_line = 0;
         let mut stored = false;
         std::thread::scope(|scope| {
-            let (chunks, to_decode) = mpsc::sync_channel::<Chunk<Record>>(threads * 2);
+            let (chunks, to_decode) = mpsc::sync_channel::<Chunk<Records>>(threads * 2);
             let to_decode = Arc::new(Mutex::new(to_decode));
-            let (decoded, to_fold) = mpsc::sync_channel::<Chunk<Decodes>>(threads * 2);
+            let (decoded, to_fold) = mpsc::sync_channel::<Chunk<Vec<Decodes>>>(threads * 2);
             let reader = scope.spawn(move || {
                 let mut seq = 0;
                 log::read(path, CHUNK, |records, read| {
@@ -146,10 +146,10 @@ impl Analysis {
                         folded.try_iter().for_each(drop);
                         let next = to_decode.lock().expect("queue lock").recv();
                         let Ok(chunk) = next else { break };
-                        let items = chunk
-                            .items
-                            .into_iter()
-                            .map(|r| decode_one(r, line_offset))
+                        let records = &chunk.items;
+                        let items = records
+                            .iter()
+                            .map(|r| decode_one(records, r, line_offset))
                             .collect();
                         let chunk = Chunk {
                             seq: chunk.seq,
@@ -262,16 +262,16 @@ struct Chunk<T> {
     seq: u64,
     /// The worker that decoded it (0 before decoding).
     worker: usize,
-    items: Vec<T>,
+    items: T,
     read: Progress,
     last_line: u64,
     stored: bool,
 }
 
-fn decode_one(record: Record, line_offset: u64) -> Decodes {
+fn decode_one(records: &Records, record: &Record, line_offset: u64) -> Decodes {
     let is_line = !matches!(record.payload, Payload::Row(_));
     let line = record.line + line_offset;
-    let delivery = match record.into_delivery() {
+    let delivery = match records.delivery(record) {
         Ok(delivery) => delivery,
         Err(reason) => {
             return Decodes {
