@@ -7,12 +7,18 @@
 //! per-task marks of a plot), never with the number of events: counts are
 //! kept by name, and only the first few errors are kept whole.
 //!
-//! FIXME: on the benchmark's week log (1.2 GB, 477 tasks) analyze reads
-//! 118 MB/s, 1.7 times `jq -c .task_id` (target 8), in 35 MiB; the three
-//! streams of work (reading, decoding on each core, the fold in log order)
-//! keep both cores busy, and the fold alone takes about 2.4 us an event.
-//! Over 120,615 short tasks running at once a task costs 8.6 KiB (two
-//! folds and a reorder window while it is active); see BENCHMARKS.md.
+//! FIXME: on a week's log (520 MB, 970,000 events of 200 tasks, from
+//! `relaycb simulate --seed 20251204 --tasks 200 --hours 168`) analyze
+//! takes 2.0 s (260 MB/s), about 4 times `jq -c .task_id` (target 8), in
+//! 28 to 38 MiB (it varies from run to run). It is bound by the CPU time of
+//! all its threads, 3.6 s on two cores: decoding takes 2.6 s of it (about
+//! 1.6 us an event to decode and 0.85 us for its SHA-256 dedup key, which
+//! also orders events of the same instant and so cannot simply be made
+//! cheaper), the fold 0.6 s, reading 0.25 s. Over 20,000 short tasks
+//! running at once (`--tasks 20000 --faults --seed 7`) peak memory is
+//! about 200 MB (it was 302 MB with two folds per active task; an active
+//! task now holds one fold and its window until its state is asked for);
+//! BENCHMARKS.md's 8.6 KiB a task over 120,615 tasks predates that.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
