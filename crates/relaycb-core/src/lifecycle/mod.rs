@@ -120,11 +120,12 @@ struct History {
     /// while the window is empty. A `OnceLock`, so that a query through
     /// `&self` can fill it and a tracker can still be shared for reading.
     current: OnceLock<Fold>,
-    /// What the latest event of the window (in event order) that named its
-    /// sources named; `None` when none did, when the sources are those of
-    /// `settled` (or `current`). An exit without a task id is matched
-    /// against the sources of every task, which must not compute them.
-    window_sources: Option<Arc<Meta>>,
+    /// What the latest event, in the order events are folded, that named
+    /// its sources named: the sources of the current state (none while no
+    /// event named any). An exit without a task id is matched against the
+    /// sources of every task, which must neither compute the current state
+    /// nor compare every list in full.
+    sources: Option<Arc<Meta>>,
     /// The time of the newest event, ms since the epoch.
     newest_ms: Option<i64>,
     /// Anomalies about delivery rather than about the task.
@@ -170,7 +171,7 @@ impl History {
             settled: None,
             window: VecDeque::new(),
             current: OnceLock::from(Fold::new(task_id)),
-            window_sources: None,
+            sources: None,
             newest_ms: None,
             delivery: Anomalies::default(),
             seen: VecDeque::new(),
@@ -188,13 +189,12 @@ impl History {
         })
     }
 
-    /// The sources of the current state, without computing it.
-    fn source_urls(&self) -> &[String] {
-        if let Some(meta) = &self.window_sources {
-            return &meta.source_urls;
-        }
-        let fold = self.current.get().or(self.settled.as_deref());
-        &fold.expect(SETTLED_WHILE_LAZY).state.source_urls
+    /// Whether the current state has these sources, of that
+    /// [`task::sources_hash`].
+    fn has_sources(&self, source_urls: &[String], hash: u64) -> bool {
+        self.sources
+            .as_ref()
+            .is_some_and(|meta| meta.sources_hash == hash && meta.source_urls == source_urls)
     }
 
     fn insert(&mut self, entry: Entry) {
@@ -227,13 +227,15 @@ impl History {
         }
         let settled = self.settled.as_deref_mut().expect("settled above");
         let position = self.window.partition_point(|e| e.order <= entry.order);
+        // Every settled event is folded before the window, and the events
+        // after `position` after this one.
         if !entry.meta.source_urls.is_empty()
             && self
                 .window
                 .range(position..)
                 .all(|e| e.meta.source_urls.is_empty())
         {
-            self.window_sources = Some(Arc::clone(&entry.meta));
+            self.sources = Some(Arc::clone(&entry.meta));
         }
         if position == self.window.len() {
             if let Some(current) = self.current.get_mut() {
@@ -282,7 +284,6 @@ impl History {
             self.current = OnceLock::from(with_window(settled, &self.window));
         }
         self.window = VecDeque::new();
-        self.window_sources = None;
         self.settled = None;
     }
 
@@ -442,10 +443,11 @@ impl Tracker {
         if callback.source_urls.is_empty() {
             return Err("no task_id and no source_urls".to_owned());
         }
+        let hash = task::sources_hash(&callback.source_urls);
         let mut matching = self
             .tasks
             .iter()
-            .filter(|(_, h)| h.source_urls() == callback.source_urls.as_slice())
+            .filter(|(_, h)| h.has_sources(&callback.source_urls, hash))
             .map(|(id, _)| id);
         match (matching.next(), matching.next()) {
             (Some(id), None) => Ok(id.clone()),

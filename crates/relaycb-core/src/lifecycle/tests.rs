@@ -388,7 +388,11 @@ proptest::proptest! {
             if fresh.settled.is_some() {
                 fresh.current = OnceLock::new();
             }
-            proptest::prop_assert_eq!(history.source_urls(), fresh.current().state.source_urls.as_slice());
+            let expected = &fresh.current().state.source_urls;
+            let kept = history.sources.as_ref().map_or(&[][..], |m| m.source_urls.as_slice());
+            proptest::prop_assert_eq!(kept, expected.as_slice());
+            let hash = task::sources_hash(expected);
+            proptest::prop_assert_eq!(history.has_sources(expected, hash), !expected.is_empty());
         }
     }
 }
