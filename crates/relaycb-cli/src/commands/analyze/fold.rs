@@ -15,10 +15,11 @@
 //! 1.6 us an event to decode and 0.85 us for its SHA-256 dedup key, which
 //! also orders events of the same instant and so cannot simply be made
 //! cheaper), the fold 0.6 s, reading 0.25 s. Over 20,000 short tasks
-//! running at once (`--tasks 20000 --faults --seed 7`) peak memory is
-//! about 200 MB (it was 302 MB with two folds per active task; an active
-//! task now holds one fold and its window until its state is asked for);
-//! BENCHMARKS.md's 8.6 KiB a task over 120,615 tasks predates that.
+//! running at once (`--tasks 20000 --faults --seed 7`, 186 MB) analyze
+//! takes 1.2 s in 196 to 215 MB (it took 1.95 s in 229 MB and more, with
+//! two folds per active task; an active task now holds one fold and its
+//! window until its state is asked for); BENCHMARKS.md's 8.6 KiB a task
+//! over 120,615 tasks predates that.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
