@@ -10,7 +10,7 @@
 //! FIXME: on a week's log (520 MB, 970,000 events of 200 tasks, from
 //! `relaycb simulate --seed 20251204 --tasks 200 --hours 168`) analyze
 //! takes 2.0 s (260 MB/s), about 4 times `jq -c .task_id` (target 8), in
-//! 28 to 38 MiB (it varies from run to run). It is bound by the CPU time of
+//! 28 to 42 MB (it varies from run to run). It is bound by the CPU time of
 //! all its threads, 3.6 s on two cores: decoding takes 2.6 s of it (about
 //! 1.6 us an event to decode and 0.85 us for its SHA-256 dedup key, which
 //! also orders events of the same instant and so cannot simply be made
