@@ -1,6 +1,7 @@
 //! Properties that must hold for every input, not only for the fixtures:
 //! the decoder never panics, encoding round-trips, retries share a dedup
-//! key, and the task fold does not depend on arrival order.
+//! key, and the task fold does not depend on arrival order, nor on when its
+//! state is asked for.
 
 use std::collections::BTreeMap;
 
@@ -239,6 +240,75 @@ proptest! {
         let in_order: Vec<usize> = (0..bodies.len()).collect();
         prop_assert_eq!(fold(&order), fold(&in_order));
     }
+
+    #[test]
+    fn queries_between_arrivals_do_not_change_the_fold(
+        history in proptest::collection::vec((0u8..8, 0u32..4, 0i64..3, 0u8..3), 1..120),
+        shuffle in proptest::collection::vec((any::<proptest::sample::Index>(), 0usize..48), 120),
+        queries in proptest::collection::vec(any::<bool>(), 120),
+    ) {
+        let bodies = long_history(&history);
+        // Each event moves up to 48 places: some beyond the reorder window.
+        let mut order: Vec<usize> = (0..bodies.len()).collect();
+        for (i, (pick, reach)) in shuffle.iter().enumerate().take(order.len()) {
+            let span = (order.len() - i).min(reach + 1);
+            order.swap(i, i + pick.index(span));
+        }
+        let run = |query: bool| {
+            let mut tracker = Tracker::new();
+            let mut seen = Vec::new();
+            for (step, &i) in order.iter().enumerate() {
+                seen.push(tracker.observe(observation(&bodies, i)));
+                if query && queries[step] {
+                    let _ = tracker.task("1", None);
+                    let _ = tracker.tasks(Some(0)).count();
+                }
+            }
+            let states: Vec<TaskState> = tracker.tasks(None).collect();
+            let taken: Vec<TaskState> = tracker.clone().into_tasks(None).collect();
+            (seen, states, taken, tracker.unattributed().cloned().collect::<Vec<_>>())
+        };
+        let (plain, queried) = (run(false), run(true));
+        prop_assert_eq!(&plain.1, &plain.2);
+        prop_assert_eq!(plain, queried);
+    }
+
+    #[test]
+    fn the_state_asked_for_is_the_fold_of_what_arrived_in_event_order(
+        history in proptest::collection::vec((0u8..7, 0u32..4, 0i64..3, 0u8..3), 1..120),
+        swaps in proptest::collection::vec(any::<bool>(), 120),
+        queries in proptest::collection::vec(any::<bool>(), 120),
+    ) {
+        let bodies = long_history(&history);
+        // Neighbours swapped: every late event is still within the window.
+        let mut order: Vec<usize> = (0..bodies.len()).collect();
+        let mut i = 0;
+        while i + 1 < order.len() {
+            if swaps[i] {
+                order.swap(i, i + 1);
+                i += 1;
+            }
+            i += 1;
+        }
+        let mut tracker = Tracker::new();
+        for (step, &i) in order.iter().enumerate() {
+            tracker.observe(observation(&bodies, i));
+            if queries[step] || step + 1 == order.len() {
+                let mut arrived = order[..=step].to_vec();
+                arrived.sort_unstable();
+                let mut scratch = Tracker::new();
+                for &j in &arrived {
+                    scratch.observe(observation(&bodies, j));
+                }
+                let without_delivery = |mut state: TaskState| {
+                    state.anomalies.retain(|a| !matches!(a.kind, AnomalyKind::OutOfOrder | AnomalyKind::TooLate));
+                    state
+                };
+                let lazy = tracker.task("1", None).map(without_delivery);
+                prop_assert_eq!(lazy, scratch.task("1", None).map(without_delivery));
+            }
+        }
+    }
 }
 
 #[test]
@@ -253,4 +323,68 @@ fn strict_decoding_refuses_what_lenient_decoding_reports() {
         error.to_string(),
         "appid: strict decoding refuses deviations: appid: spelled `appId`"
     );
+}
+
+/// Events of task 1 (and a few without a task id, attributed by their
+/// sources) from `(kind, index, step, sources)`: `step` seconds after the
+/// previous one, with one of two lists of sources or none.
+fn long_history(history: &[(u8, u32, i64, u8)]) -> Vec<Callback> {
+    let mut time = 1_700_000_000;
+    history
+        .iter()
+        .enumerate()
+        .map(|(seq, &(kind, index, step, sources))| {
+            time += step;
+            let file = FileEvent {
+                url: Some(format!("http://src.example/{index}.mp4")),
+                index: Some(index),
+                duration: Some(30),
+            };
+            let exit = Event::TaskExit(TaskExit {
+                task_exit_time: Some(0),
+                code: Some(-(index as i64)),
+                message: Some("write packet error.".to_owned()),
+            });
+            let event = match kind {
+                0 => Event::TaskStart {
+                    task_start_time: Some(0),
+                },
+                1 => Event::VodSourceFileStart(file),
+                2 => Event::VodSourceFileFinish(file),
+                3 | 7 => exit,
+                4 => Event::TaskAlarm {
+                    alarm: Some(AlarmKind::PushStreamUnstable),
+                },
+                5 => Event::ResetTaskConfig {
+                    details: Value::Null,
+                },
+                _ => Event::VodSourceFileStart(FileEvent {
+                    url: None,
+                    index: None,
+                    duration: None,
+                }),
+            };
+            let mut c = Callback::new(event);
+            c.task_id = (kind != 7).then(|| "1".to_owned());
+            c.event_time = Some(time);
+            c.source_urls = match sources {
+                0 => Vec::new(),
+                n => vec![format!("http://src.example/list{n}.m3u8")],
+            };
+            c.stream_id = Some(format!("stream{}", sources % 2));
+            // Events may share a time, but no two are the same event.
+            c.extra.insert("x_seq".to_owned(), Value::from(seq));
+            c
+        })
+        .collect()
+}
+
+/// The observation of event `i` of `bodies`.
+fn observation(bodies: &[Callback], i: usize) -> Observation<'_> {
+    Observation {
+        id: i as u64,
+        key: DedupKey::of_body(&encode(&bodies[i])).unwrap(),
+        received_at_ms: None,
+        callback: &bodies[i],
+    }
 }

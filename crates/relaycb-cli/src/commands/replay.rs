@@ -92,8 +92,12 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     let path = args.log.clone();
     let reader = std::thread::spawn(move || {
         log::read(&path, 1024, |records, _| {
-            for record in records {
-                let body = record.into_delivery().map_err(anyhow::Error::msg)?.body;
+            for record in records.iter() {
+                let body = records
+                    .delivery(record)
+                    .map_err(anyhow::Error::msg)?
+                    .body
+                    .into_owned();
                 sender
                     .send(Outgoing { after: None, body })
                     .map_err(|_| anyhow::anyhow!("the sender stopped"))?;

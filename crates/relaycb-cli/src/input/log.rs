@@ -4,8 +4,10 @@
 //! its `SQLite format 3` header) or its PostgreSQL store (a `postgres://`
 //! URL).
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
 
 use anyhow::Context;
 use rusqlite::{Connection, OpenFlags};
@@ -14,6 +16,15 @@ use super::ExportLine;
 
 /// The first bytes of every SQLite 3 database file.
 const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
+
+/// Records read together, with the text of the lines they were read from:
+/// one buffer for a chunk of lines rather than one for each line.
+#[derive(Debug, Clone)]
+pub(crate) struct Records {
+    /// The lines of the records that are lines, one after another.
+    text: Vec<u8>,
+    records: Vec<Record>,
+}
 
 /// One delivery found in a log.
 #[derive(Debug, Clone)]
@@ -27,17 +38,19 @@ pub(crate) struct Record {
 /// A record's content before it is looked at.
 #[derive(Debug, Clone)]
 pub(crate) enum Payload {
-    /// A bare body: no arrival time known, one delivery.
-    Body(Vec<u8>),
-    /// A line written by `relaycb export`, not parsed yet.
-    Export(Vec<u8>),
+    /// A bare body: no arrival time known, one delivery. Where its line is
+    /// in the text of its [`Records`].
+    Body(Range<usize>),
+    /// A line written by `relaycb export`, not parsed yet; where it is in
+    /// the text of its [`Records`].
+    Export(Range<usize>),
     /// A row of the server's store.
-    Row(Delivery),
+    Row(Delivery<'static>),
 }
 
 /// A body with what the log says about its arrival.
 #[derive(Debug, Clone)]
-pub(crate) struct Delivery {
+pub(crate) struct Delivery<'a> {
     /// The id anomalies point at: the row id, or the line number of a bare
     /// body.
     pub(crate) id: u64,
@@ -46,29 +59,47 @@ pub(crate) struct Delivery {
     /// How many times it arrived (1 for a bare body).
     pub(crate) deliveries: u64,
     /// The body as received.
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Cow<'a, [u8]>,
 }
 
-impl Record {
-    /// The delivery the record holds, or why it holds none.
-    pub(crate) fn into_delivery(self) -> Result<Delivery, String> {
-        match self.payload {
-            Payload::Body(body) => Ok(Delivery {
-                id: self.line,
+impl Records {
+    /// The records, in order.
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Record> {
+        self.records.iter()
+    }
+
+    /// The last record.
+    pub(crate) fn last(&self) -> Option<&Record> {
+        self.records.last()
+    }
+
+    /// The delivery a record of these holds, or why it holds none.
+    pub(crate) fn delivery<'a>(&'a self, record: &'a Record) -> Result<Delivery<'a>, String> {
+        let text = |range: &Range<usize>| {
+            self.text
+                .get(range.clone())
+                .ok_or_else(|| "a record outside the text it was read from".to_owned())
+        };
+        match &record.payload {
+            Payload::Body(range) => Ok(Delivery {
+                id: record.line,
                 received_at_ms: None,
                 deliveries: 1,
-                body,
+                body: Cow::Borrowed(text(range)?),
             }),
-            Payload::Export(line) => {
-                let export = ExportLine::parse(&line)?;
+            Payload::Export(range) => {
+                let export = ExportLine::parse(text(range)?)?;
                 Ok(Delivery {
-                    id: export.id.unwrap_or(self.line),
+                    id: export.id.unwrap_or(record.line),
                     received_at_ms: export.received_at_ms,
                     deliveries: export.deliveries.unwrap_or(1).max(1),
-                    body: export.raw.into_bytes(),
+                    body: Cow::Owned(export.raw.into_bytes()),
                 })
             }
-            Payload::Row(delivery) => Ok(delivery),
+            Payload::Row(delivery) => Ok(Delivery {
+                body: Cow::Borrowed(&delivery.body),
+                ..*delivery
+            }),
         }
     }
 }
@@ -87,7 +118,7 @@ pub(crate) struct Progress {
 pub(crate) fn read(
     path: &str,
     chunk: usize,
-    mut each_chunk: impl FnMut(Vec<Record>, Progress) -> anyhow::Result<()>,
+    mut each_chunk: impl FnMut(Records, Progress) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     if path == "-" {
         let stdin = std::io::stdin();
@@ -132,12 +163,12 @@ fn read_up_to(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-type EachChunk<'a> = dyn FnMut(Vec<Record>, Progress) -> anyhow::Result<()> + 'a;
+type EachChunk<'a> = dyn FnMut(Records, Progress) -> anyhow::Result<()> + 'a;
 
 /// Records gathered into chunks of one size, each handed on with the
 /// progress made when it filled.
 struct Chunks<'e, 'a> {
-    records: Vec<Record>,
+    records: Records,
     size: usize,
     progress: Progress,
     each: &'e mut EachChunk<'a>,
@@ -146,7 +177,10 @@ struct Chunks<'e, 'a> {
 impl<'e, 'a> Chunks<'e, 'a> {
     fn new(size: usize, total: Option<u64>, each: &'e mut EachChunk<'a>) -> Self {
         Chunks {
-            records: Vec::with_capacity(size),
+            records: Records {
+                text: Vec::new(),
+                records: Vec::with_capacity(size),
+            },
             size,
             progress: Progress { done: 0, total },
             each,
@@ -158,10 +192,20 @@ impl<'e, 'a> Chunks<'e, 'a> {
         self.progress.done += n;
     }
 
+    /// The text the next line is read into, at its end.
+    fn text(&mut self) -> &mut Vec<u8> {
+        &mut self.records.text
+    }
+
     fn push(&mut self, record: Record) -> anyhow::Result<()> {
-        self.records.push(record);
-        if self.records.len() == self.size {
-            let full = std::mem::replace(&mut self.records, Vec::with_capacity(self.size));
+        self.records.records.push(record);
+        if self.records.records.len() == self.size {
+            let next = Records {
+                // The next chunk's lines are likely as long as these.
+                text: Vec::with_capacity(self.records.text.len()),
+                records: Vec::with_capacity(self.size),
+            };
+            let full = std::mem::replace(&mut self.records, next);
             (self.each)(full, self.progress)?;
         }
         Ok(())
@@ -169,7 +213,7 @@ impl<'e, 'a> Chunks<'e, 'a> {
 
     /// Hands on what is left.
     fn finish(self) -> anyhow::Result<()> {
-        if self.records.is_empty() {
+        if self.records.records.is_empty() {
             return Ok(());
         }
         (self.each)(self.records, self.progress)
@@ -186,25 +230,31 @@ fn read_lines(
     let mut chunks = Chunks::new(chunk, total, each_chunk);
     let mut number = 0u64;
     loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line)?;
+        // Each line is read straight into the text of its chunk.
+        let text = chunks.text();
+        let start = text.len();
+        let n = reader.read_until(b'\n', text)?;
         if n == 0 {
             break;
         }
         number += 1;
-        chunks.advance(n as u64);
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
+        while text.len() > start && text.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            text.pop();
         }
+        let line = &text[start..];
         if line.iter().all(u8::is_ascii_whitespace) {
+            text.truncate(start);
+            chunks.advance(n as u64);
             continue;
         }
-        let export = *export.get_or_insert_with(|| super::is_export_line(&line));
+        let export = *export.get_or_insert_with(|| super::is_export_line(line));
+        let range = start..text.len();
         let payload = if export {
-            Payload::Export(line)
+            Payload::Export(range)
         } else {
-            Payload::Body(line)
+            Payload::Body(range)
         };
+        chunks.advance(n as u64);
         chunks.push(Record {
             line: number,
             payload,
@@ -234,7 +284,7 @@ fn read_sqlite(path: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> anyh
                     .and_then(|d| u64::try_from(d).ok())
                     .unwrap_or(1)
                     .max(1),
-                body: raw_bytes(row.get_ref(3)?),
+                body: Cow::Owned(raw_bytes(row.get_ref(3)?)),
             }),
         })?;
     }
@@ -255,7 +305,7 @@ fn read_postgres(url: &str, chunk: usize, each_chunk: &mut EachChunk<'_>) -> any
                 id,
                 received_at_ms: Some(event.received_at_ms),
                 deliveries: u64::try_from(event.deliveries).unwrap_or(1).max(1),
-                body: event.raw,
+                body: Cow::Owned(event.raw),
             }),
         })
     })?;

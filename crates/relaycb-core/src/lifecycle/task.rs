@@ -152,11 +152,20 @@ pub(crate) struct Entry {
 }
 
 /// The stream name, destination and sources an event carried.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Meta {
     pub(crate) stream_id: Option<String>,
     pub(crate) to_url: Option<String>,
     pub(crate) source_urls: Vec<String>,
+    /// [`sources_hash`] of `source_urls`, so that sources are compared
+    /// across many tasks cheaply.
+    pub(crate) sources_hash: u64,
+}
+
+/// A hash of a list of sources: equal lists hash alike.
+pub(crate) fn sources_hash(source_urls: &[String]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(source_urls)
 }
 
 impl Meta {
@@ -174,6 +183,7 @@ impl Meta {
             stream_id: stream_id.map(str::to_owned),
             to_url: callback.to_url.clone(),
             source_urls: callback.source_urls.clone(),
+            sources_hash: sources_hash(&callback.source_urls),
         })
     }
 }

@@ -346,3 +346,53 @@ fn an_event_arriving_after_its_task_settled_is_folded_last_and_flagged() {
     let retry = callback(Some("q"), 1_000, start());
     assert!(matches!(s.feed(&retry), Outcome::Duplicate { .. }));
 }
+
+proptest::proptest! {
+    /// The sources an exit without a task id is matched against are those
+    /// of the task's state, however its events arrived.
+    #[test]
+    fn the_sources_matched_are_those_of_the_current_state(
+        events in proptest::collection::vec((0u8..3, 0u32..3, proptest::bool::ANY), 1..80),
+        picks in proptest::collection::vec(proptest::sample::select(vec![0usize, 0, 0, 1, 2, 40]), 80),
+    ) {
+        let mut s = Script::new();
+        let callbacks: Vec<Callback> = events
+            .iter()
+            .enumerate()
+            .map(|(i, &(sources, index, finish))| {
+                let f = file(index, 60);
+                let event = if finish {
+                    Event::VodSourceFileFinish(f)
+                } else {
+                    Event::VodSourceFileStart(f)
+                };
+                let mut c = callback(Some("1"), 100 + i as i64, event);
+                c.source_urls = match sources {
+                    0 => Vec::new(),
+                    n => vec![format!("http://src.example/{n}.m3u8")],
+                };
+                c
+            })
+            .collect();
+        // Each event moves back by one of `picks` places, most not at all.
+        let mut order: Vec<usize> = (0..callbacks.len()).collect();
+        for (i, back) in picks.iter().enumerate().take(order.len()) {
+            let to = i.saturating_sub(*back);
+            let moved = order.remove(i);
+            order.insert(to, moved);
+        }
+        for i in order {
+            s.feed(&callbacks[i]);
+            let history = &s.tracker.tasks["1"];
+            let mut fresh = history.clone();
+            if fresh.settled.is_some() {
+                fresh.current = OnceLock::new();
+            }
+            let expected = &fresh.current().state.source_urls;
+            let kept = history.sources.as_ref().map_or(&[][..], |m| m.source_urls.as_slice());
+            proptest::prop_assert_eq!(kept, expected.as_slice());
+            let hash = task::sources_hash(expected);
+            proptest::prop_assert_eq!(history.has_sources(expected, hash), !expected.is_empty());
+        }
+    }
+}

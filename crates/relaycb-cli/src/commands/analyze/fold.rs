@@ -7,12 +7,19 @@
 //! per-task marks of a plot), never with the number of events: counts are
 //! kept by name, and only the first few errors are kept whole.
 //!
-//! FIXME: on the benchmark's week log (1.2 GB, 477 tasks) analyze reads
-//! 118 MB/s, 1.7 times `jq -c .task_id` (target 8), in 35 MiB; the three
-//! streams of work (reading, decoding on each core, the fold in log order)
-//! keep both cores busy, and the fold alone takes about 2.4 us an event.
-//! Over 120,615 short tasks running at once a task costs 8.6 KiB (two
-//! folds and a reorder window while it is active); see BENCHMARKS.md.
+//! FIXME: on a week's log (520 MB, 970,000 events of 200 tasks, from
+//! `relaycb simulate --seed 20251204 --tasks 200 --hours 168`) analyze
+//! takes 2.0 s (260 MB/s), about 4 times `jq -c .task_id` (target 8), in
+//! 28 to 42 MB (it varies from run to run). It is bound by the CPU time of
+//! all its threads, 3.6 s on two cores: decoding takes 2.6 s of it (about
+//! 1.6 us an event to decode and 0.85 us for its SHA-256 dedup key, which
+//! also orders events of the same instant and so cannot simply be made
+//! cheaper), the fold 0.6 s, reading 0.25 s. Over 20,000 short tasks
+//! running at once (`--tasks 20000 --faults --seed 7`, 186 MB) analyze
+//! takes 1.2 s in 196 to 215 MB (it took 1.95 s in 229 MB and more, with
+//! two folds per active task; an active task now holds one fold and its
+//! window until its state is asked for); BENCHMARKS.md's 8.6 KiB a task
+//! over 120,615 tasks predates that.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -22,7 +29,7 @@ use relaycb_core::{DecodeOptions, Decoded, DedupKey, Observation, Outcome, Track
 
 use super::plot::PlotData;
 use super::timeline::Timeline;
-use crate::input::log::{self, Payload, Progress, Record};
+use crate::input::log::{self, Payload, Progress, Record, Records};
 
 /// Records decoded together: big enough to hand between threads cheaply,
 /// small enough to keep memory flat.
@@ -107,9 +114,9 @@ impl Analysis {
         let mut last_line = 0;
         let mut stored = false;
         std::thread::scope(|scope| {
-            let (chunks, to_decode) = mpsc::sync_channel::<Chunk<Record>>(threads * 2);
+            let (chunks, to_decode) = mpsc::sync_channel::<Chunk<Records>>(threads * 2);
             let to_decode = Arc::new(Mutex::new(to_decode));
-            let (decoded, to_fold) = mpsc::sync_channel::<Chunk<Decodes>>(threads * 2);
+            let (decoded, to_fold) = mpsc::sync_channel::<Chunk<Vec<Decodes>>>(threads * 2);
             let reader = scope.spawn(move || {
                 let mut seq = 0;
                 log::read(path, CHUNK, |records, read| {
@@ -119,6 +126,7 @@ impl Analysis {
                         .any(|r| !matches!(r.payload, Payload::Body(_)));
                     let chunk = Chunk {
                         seq,
+                        worker: 0,
                         items: records,
                         read,
                         last_line,
@@ -131,19 +139,28 @@ impl Analysis {
                         .map_err(|_| anyhow::anyhow!("analysis stopped"))
                 })
             });
-            for _ in 0..threads {
+            // What was folded goes back to the worker that decoded it, to be
+            // freed there: the allocator frees memory on the thread that
+            // allocated it at a fraction of the cost of freeing it on another.
+            let mut give_back = Vec::with_capacity(threads);
+            for worker in 0..threads {
                 let (to_decode, decoded) = (Arc::clone(&to_decode), decoded.clone());
+                let (back, folded) = mpsc::channel::<Vec<Decodes>>();
+                give_back.push(back);
                 scope.spawn(move || {
                     loop {
+                        // Free what came back since the last chunk.
+                        folded.try_iter().for_each(drop);
                         let next = to_decode.lock().expect("queue lock").recv();
                         let Ok(chunk) = next else { break };
-                        let items = chunk
-                            .items
-                            .into_iter()
-                            .map(|r| decode_one(r, line_offset))
+                        let records = &chunk.items;
+                        let items = records
+                            .iter()
+                            .map(|r| decode_one(records, r, line_offset))
                             .collect();
                         let chunk = Chunk {
                             seq: chunk.seq,
+                            worker,
                             items,
                             read: chunk.read,
                             last_line: chunk.last_line,
@@ -153,14 +170,13 @@ impl Analysis {
                             break;
                         }
                     }
+                    // The rest comes back as the fold finishes, which it does
+                    // only once every worker has let go of `decoded`.
+                    drop(decoded);
+                    folded.into_iter().for_each(drop);
                 });
             }
             drop(decoded);
-            // What was folded is freed on a thread of its own, so that the
-            // fold, which every record waits for, does not spend its time
-            // dropping decoded callbacks.
-            let (folded, to_drop) = mpsc::channel::<Vec<Decodes>>();
-            scope.spawn(move || to_drop.into_iter().for_each(drop));
             // Workers finish out of order; fold strictly in log order.
             let mut waiting = BTreeMap::new();
             let mut next = 0;
@@ -172,13 +188,14 @@ impl Analysis {
                     for item in &chunk.items {
                         self.fold(item);
                     }
-                    // The dropping thread ends only with this scope.
-                    let _ = folded.send(chunk.items);
+                    // A worker that stopped has dropped its end: the chunk is
+                    // then freed here.
+                    let _ = give_back[chunk.worker].send(chunk.items);
                     progress(chunk.read);
                     next += 1;
                 }
             }
-            drop(folded);
+            drop(give_back);
             reader.join().expect("the reader thread never panics")
         })?;
         Ok((last_line, stored))
@@ -250,16 +267,18 @@ fn count(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
 /// that they can be folded in log order.
 struct Chunk<T> {
     seq: u64,
-    items: Vec<T>,
+    /// The worker that decoded it (0 before decoding).
+    worker: usize,
+    items: T,
     read: Progress,
     last_line: u64,
     stored: bool,
 }
 
-fn decode_one(record: Record, line_offset: u64) -> Decodes {
+fn decode_one(records: &Records, record: &Record, line_offset: u64) -> Decodes {
     let is_line = !matches!(record.payload, Payload::Row(_));
     let line = record.line + line_offset;
-    let delivery = match record.into_delivery() {
+    let delivery = match records.delivery(record) {
         Ok(delivery) => delivery,
         Err(reason) => {
             return Decodes {
