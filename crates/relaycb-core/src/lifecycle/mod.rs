@@ -118,8 +118,9 @@ struct History {
     /// (see [`History::current`]) and kept up to date by events that arrive
     /// in order; one that arrives out of order empties it. Always filled
     /// while the window is empty. A `OnceLock`, so that a query through
-    /// `&self` can fill it and a tracker can still be shared for reading.
-    current: OnceLock<Fold>,
+    /// `&self` can fill it and a tracker can still be shared for reading;
+    /// boxed, so that an empty one costs a task a pointer, not a fold.
+    current: OnceLock<Box<Fold>>,
     /// What the latest event, in the order events are folded, that named
     /// its sources named: the sources of the current state (none while no
     /// event named any). An exit without a task id is matched against the
@@ -170,7 +171,7 @@ impl History {
         History {
             settled: None,
             window: VecDeque::new(),
-            current: OnceLock::from(Fold::new(task_id)),
+            current: OnceLock::from(Box::new(Fold::new(task_id))),
             sources: None,
             newest_ms: None,
             delivery: Anomalies::default(),
@@ -185,7 +186,7 @@ impl History {
     fn current(&self) -> &Fold {
         self.current.get_or_init(|| {
             let settled = self.settled.as_deref().expect(SETTLED_WHILE_LAZY);
-            with_window(Fold::clone(settled), &self.window)
+            Box::new(with_window(Fold::clone(settled), &self.window))
         })
     }
 
@@ -223,7 +224,7 @@ impl History {
                 .current
                 .take()
                 .expect("filled while nothing is settled");
-            self.settled = Some(Box::new(fold));
+            self.settled = Some(fold);
         }
         let settled = self.settled.as_deref_mut().expect("settled above");
         let position = self.window.partition_point(|e| e.order <= entry.order);
@@ -280,8 +281,11 @@ impl History {
     /// Folds the window away, leaving one fold of every event.
     fn settle(&mut self) {
         if self.current.get().is_none() {
-            let settled = *self.settled.take().expect(SETTLED_WHILE_LAZY);
-            self.current = OnceLock::from(with_window(settled, &self.window));
+            let mut settled = self.settled.take().expect(SETTLED_WHILE_LAZY);
+            for entry in &self.window {
+                settled.apply(entry);
+            }
+            self.current = OnceLock::from(settled);
         }
         self.window = VecDeque::new();
         self.settled = None;
@@ -324,7 +328,7 @@ impl History {
             ..
         } = self;
         let current = match current.into_inner() {
-            Some(current) => current,
+            Some(current) => *current,
             None => with_window(*settled.expect(SETTLED_WHILE_LAZY), &window),
         };
         finish(
