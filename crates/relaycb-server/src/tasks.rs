@@ -14,13 +14,13 @@
 //! them); their count per task is kept beside it from the `deliveries`
 //! column, because the tracker's own retry memory is bounded.
 
-// FIXME: with a million events stored, ingest runs at 0.63 of its speed
-// on an empty store (target 0.8), its p99 grows to 130 ms, and the server
-// holds 635 MiB (BENCHMARKS.md). The benchmark's events come from 120,615
-// tasks all running at once, and this board keeps a fold and a reorder
-// window for every one that is active (the tracker folds away those quiet
-// for an hour); how much of the slowdown is the store's indexes outgrowing
-// SQLite's page cache is not measured yet.
+// FIXME: with a million events stored, ingest runs at 0.77 of its speed
+// on an empty store (target 0.8) with a p99 of 19 ms, and the server holds
+// 624 MiB (BENCHMARKS.md). The benchmark's events come from 120,615 tasks
+// all running at once, and this board keeps a fold and a reorder window
+// for every one that is active (the tracker folds away those quiet for an
+// hour), about 1.7 KiB for a task of two events; how much of the slowdown
+// is the store's indexes outgrowing SQLite's page cache is not measured.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -227,14 +227,14 @@ fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
     }
 }
 
-// FIXME: durable ingest at 64 clients serves 0.20 of the no-op floor
-// (target 0.5) with a p99 of 22 ms (target 10 ms), see BENCHMARKS.md. The
-// single writer is the bottleneck: per batch one fsync, per event about
-// 42k instructions (callgrind), most of them SQLite inserting a 2 KB row
-// and its four index entries, the random dedup-key one dirtying a page of
-// its own that the commit then writes to the WAL. Here, per event: decode
-// and key about 2 us, JSON for the decoded form, deviations and headers,
-// and one log line.
+// FIXME: durable ingest at 64 clients serves 0.24 of the no-op floor
+// (target 0.5) with a p99 of 10.8 ms (target 10 ms), see BENCHMARKS.md.
+// Both cores are busy: per callback the runtime's threads spend about 25 us
+// (the floor about 15: HTTP alone), the writer about 17 us, most of it
+// SQLite inserting a 1.3 KB row and its index entries (the task-id one
+// still lands on a random page per event) and writing those pages to the
+// WAL. Here, per event: decode and key about 2.5 us, JSON for the decoded
+// form and the headers, the request span's fields, and one log line.
 async fn accept(
     state: &Shared,
     raw: Vec<u8>,

@@ -260,9 +260,10 @@ impl PgWriter {
     }
 }
 
-// FIXME: two servers on one database take 6,086 callbacks/s at 64
-// clients (target 10,000, BENCHMARKS.md): each batch holds the shared
-// write lock for its catch-up read, its insert and its commit round trips.
+// FIXME: two servers on one database take 11,767 callbacks/s at 64
+// clients (BENCHMARKS.md), but each batch holds the shared write lock for
+// its catch-up read, its insert and its commit round trips, so that ids
+// commit in order: a third server adds no write throughput.
 impl Backend for PgWriter {
     fn begin(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
