@@ -7,19 +7,14 @@
 //! per-task marks of a plot), never with the number of events: counts are
 //! kept by name, and only the first few errors are kept whole.
 //!
-//! FIXME: on a week's log (520 MB, 970,000 events of 200 tasks, from
-//! `relaycb simulate --seed 20251204 --tasks 200 --hours 168`) analyze
-//! takes 2.0 s (260 MB/s), about 4 times `jq -c .task_id` (target 8), in
-//! 28 to 42 MB (it varies from run to run). It is bound by the CPU time of
-//! all its threads, 3.6 s on two cores: decoding takes 2.6 s of it (about
-//! 1.6 us an event to decode and 0.85 us for its SHA-256 dedup key, which
-//! also orders events of the same instant and so cannot simply be made
-//! cheaper), the fold 0.6 s, reading 0.25 s. Over 20,000 short tasks
-//! running at once (`--tasks 20000 --faults --seed 7`, 186 MB) analyze
-//! takes 1.2 s in 196 to 215 MB (it took 1.95 s in 229 MB and more, with
-//! two folds per active task; an active task now holds one fold and its
-//! window until its state is asked for); BENCHMARKS.md's 8.6 KiB a task
-//! over 120,615 tasks predates that.
+//! FIXME: on the benchmark's week log (1.25 GB, 477 tasks) analyze reads
+//! 254 MB/s, 4.0 times `jq -c .task_id` (target 8), in 43 MiB (see
+//! BENCHMARKS.md). It is bound by the CPU time of all its threads on two
+//! cores, and decoding takes three quarters of it: about 1.6 us an event
+//! to decode and 0.85 us for its SHA-256 dedup key (which also orders
+//! events of the same instant, so it cannot simply be made cheaper); the
+//! fold takes about 0.7 us. Most of the decoding is the `String`s of a
+//! `Callback`, about 20 allocations an event.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
