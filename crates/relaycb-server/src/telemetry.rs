@@ -37,8 +37,8 @@ pub struct LogGuard {
 ///
 /// Lines are formatted where they are logged and written by a thread of
 /// its own, which writes whatever has queued up in one system call rather
-/// than one per line; a request never waits for standard error, and no
-/// line is dropped (a full queue makes the logging thread wait instead).
+/// than one per line. No line is dropped: a thread that logs waits for
+/// standard error only when [`LOG_QUEUE`] lines are waiting already.
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let colour = std::io::stderr().is_terminal()
