@@ -1,13 +1,15 @@
 //! What every store must do, written once and run against each backend
 //! from its own tests: the outbox keeps each new event once, in id order,
-//! until it is published, across a restart, and only when publishing is on.
+//! until it is published, across a restart, and only when publishing is on;
+//! a task's events, attributed exits included, are listed newest first,
+//! page after page, before and after a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{Backend, NewEvent, Reader, StoreHandle};
+use super::{Backend, EventQuery, NewEvent, Reader, StoreHandle};
 use crate::tasks::TaskBoard;
 use crate::telemetry::metrics::Metrics;
 
@@ -38,23 +40,22 @@ pub(super) fn event(body: &str) -> NewEvent {
     }
 }
 
-/// Starts the writer over an opened store, with an empty task board and
-/// fresh metrics (returned, to read the gauges), keeping 10 refusals.
+/// Starts the writer over an opened store, with the task board rebuilt
+/// from it (as the server starts) and fresh metrics (returned, to read the
+/// gauges), keeping 10 refusals.
 pub(super) fn spawn(
     writer: Box<dyn Backend>,
     reader: Arc<dyn Reader>,
     outbox: Option<Arc<Notify>>,
 ) -> (StoreHandle, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    let store = StoreHandle::spawn(
-        writer,
-        reader,
-        Arc::new(TaskBoard::default()),
-        metrics.clone(),
-        10,
-        outbox,
-    )
-    .unwrap();
+    // On a thread of its own: the PostgreSQL client blocks, and may not on a
+    // thread that drives async tasks.
+    let board = std::thread::scope(|s| s.spawn(|| TaskBoard::rebuild(&*reader)).join())
+        .unwrap()
+        .unwrap();
+    let store =
+        StoreHandle::spawn(writer, reader, Arc::new(board), metrics.clone(), 10, outbox).unwrap();
     (store, metrics)
 }
 
@@ -119,5 +120,94 @@ pub(super) async fn outbox_keeps_new_events_in_order_until_published(
         1,
         "without an outbox nothing is queued"
     );
+    store.close().await.unwrap();
+}
+
+/// Task 7 starts playing its one file.
+const SEVEN_START: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"7","event_time":1700000000,"source_urls":["http://a/7.mp4"]}"#;
+/// Task 8 starts.
+const EIGHT_START: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"8","event_time":1700000001,"source_urls":["http://a/8.mp4"]}"#;
+/// Task 7's file starts.
+const SEVEN_FILE: &str = r#"{"callback_event":"VodSourceFileStart","event_type":314,"task_id":"7","event_time":1700000002,"msg":{"url":"http://a/7.mp4","index":0,"duration":60}}"#;
+/// An exit without task id, with task 7's sources.
+const SEVEN_EXIT: &str = r#"{"callback_event":"TaskExit","event_type":314,"event_time":1700000003,"source_urls":["http://a/7.mp4"],"msg":{"code":-5,"message":"io"}}"#;
+/// Task 8 exits.
+const EIGHT_EXIT: &str = r#"{"callback_event":"TaskExit","event_type":314,"task_id":"8","event_time":1700000004,"msg":{"code":0}}"#;
+/// Task 7 starts again.
+const SEVEN_AGAIN: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"7","event_time":1700000005,"source_urls":["http://a/7.mp4"]}"#;
+
+/// The ids of the events of `task_id` that `query` lists.
+async fn listed(store: &StoreHandle, task_id: &str, query: EventQuery) -> Vec<i64> {
+    let query = EventQuery {
+        task_id: Some(task_id.to_owned()),
+        ..query
+    };
+    let rows = store.read(move |r| r.events(&query)).await.unwrap();
+    rows.iter().map(|row| row.id).collect()
+}
+
+fn page(limit: usize) -> EventQuery {
+    EventQuery {
+        limit,
+        ..EventQuery::default()
+    }
+}
+
+/// The task-query contract. `open` opens the same store each time.
+pub(super) async fn task_events_are_listed_newest_first_across_a_restart(
+    open: impl AsyncFn() -> StoreHandle,
+) {
+    let store = open().await;
+    let mut ids = Vec::new();
+    for body in [SEVEN_START, EIGHT_START, SEVEN_FILE, SEVEN_EXIT, EIGHT_EXIT] {
+        ids.push(store.accept(event(body)).await.unwrap().id);
+    }
+    assert!(store.accept(event(SEVEN_START)).await.unwrap().duplicate);
+    let [start, eight, file, exit, eight_exit] = ids[..] else {
+        unreachable!()
+    };
+
+    assert_eq!(listed(&store, "7", page(10)).await, [exit, file, start]);
+    assert_eq!(listed(&store, "8", page(10)).await, [eight_exit, eight]);
+    assert_eq!(listed(&store, "9", page(10)).await, [] as [i64; 0]);
+    let exit_row = store.read(move |r| r.event(exit)).await.unwrap().unwrap();
+    assert_eq!(exit_row.attributed_to.as_deref(), Some("7"));
+
+    // Page by page, each page starting below the last id of the previous.
+    assert_eq!(listed(&store, "7", page(2)).await, [exit, file]);
+    let below = |before_id| EventQuery {
+        before_id: Some(before_id),
+        ..page(2)
+    };
+    assert_eq!(listed(&store, "7", below(file)).await, [start]);
+    assert_eq!(
+        listed(&store, "7", below(eight_exit)).await,
+        [exit, file],
+        "a cursor need not be one of the task's events"
+    );
+    let starts = EventQuery {
+        event: Some("TaskStart".to_owned()),
+        ..page(10)
+    };
+    assert_eq!(listed(&store, "7", starts).await, [start]);
+    let since = EventQuery {
+        since_ms: Some(6),
+        ..page(10)
+    };
+    assert_eq!(listed(&store, "7", since).await, [] as [i64; 0]);
+    let timeline = store.read(|r| r.timeline("7")).await.unwrap();
+    let order: Vec<i64> = timeline.iter().map(|row| row.id).collect();
+    assert_eq!(order, [start, file, exit], "the timeline is in event order");
+    store.close().await.unwrap();
+
+    let store = open().await;
+    assert_eq!(listed(&store, "7", page(10)).await, [exit, file, start]);
+    let again = store.accept(event(SEVEN_AGAIN)).await.unwrap().id;
+    assert_eq!(
+        listed(&store, "7", page(10)).await,
+        [again, exit, file, start],
+        "an event stored after a restart follows those stored before"
+    );
+    assert_eq!(listed(&store, "8", page(10)).await, [eight_exit, eight]);
     store.close().await.unwrap();
 }

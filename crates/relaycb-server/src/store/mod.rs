@@ -19,6 +19,7 @@
 mod checkpoint;
 #[cfg(test)]
 mod contract;
+mod heads;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod writer;

@@ -809,4 +809,15 @@ mod tests {
         })
         .await;
     }
+
+    #[tokio::test]
+    async fn a_tasks_events_are_listed_newest_first_across_a_restart() {
+        let Some(schema) = Schema::create("a_tasks_events_are_listed") else {
+            return;
+        };
+        contract::task_events_are_listed_newest_first_across_a_restart(async || {
+            open_store(&schema, None).await.0
+        })
+        .await;
+    }
 }

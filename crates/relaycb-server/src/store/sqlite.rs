@@ -7,12 +7,13 @@
 //! contract. New columns may be added; none may change meaning.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::checkpoint::{self, Checkpointer};
+use super::heads::{PendingHeads, TaskHeads};
 use super::{
     Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedRow,
     ReplayRow, StoreError, Upserted,
@@ -108,6 +109,21 @@ const MIGRATIONS: &[&str] = &[
         WHERE attributed_to IS NOT NULL;
     CREATE INDEX events_callback_event ON events (callback_event, id);
     ",
+    // 5: each event names the previous event of its task (`task_prev`), and
+    // a task's events are found by walking that chain back from its newest
+    // one (see `heads`), instead of through indexes on `task_id` and
+    // `attributed_to` that cost every insert a write to a random page.
+    "
+    ALTER TABLE events ADD COLUMN task_prev INTEGER;
+    UPDATE events SET task_prev = chained.prev
+    FROM (
+        SELECT id, lag(id) OVER (PARTITION BY coalesce(attributed_to, task_id) ORDER BY id) AS prev
+        FROM events WHERE coalesce(attributed_to, task_id) IS NOT NULL
+    ) AS chained
+    WHERE events.id = chained.id AND chained.prev IS NOT NULL;
+    DROP INDEX events_task_id;
+    DROP INDEX events_attributed_to;
+    ",
 ];
 
 /// Opens (creating if needed) the database file with the pragmas every
@@ -145,21 +161,55 @@ pub(crate) fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreErr
         "wal_autocheckpoint",
         checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
     )?;
+    let heads = Arc::new(load_heads(&conn)?);
     let checkpointer = Checkpointer::start(checkpoint::connect(path)?)?;
     let read = connect(path)?;
     read.pragma_update(None, "query_only", true)?;
     Ok((
-        SqliteWriter { conn, checkpointer },
+        SqliteWriter {
+            conn,
+            checkpointer,
+            heads: heads.clone(),
+            pending: PendingHeads::default(),
+        },
         SqliteReader {
             conn: Mutex::new(read),
+            heads,
         },
     ))
 }
 
-/// The writer's connection, and the thread that checkpoints its WAL.
+/// The newest event of every task, read from the store: one pass over the
+/// events, in id order.
+fn load_heads(conn: &Connection) -> Result<TaskHeads, StoreError> {
+    let started = std::time::Instant::now();
+    let heads = TaskHeads::default();
+    let mut stmt = conn.prepare(
+        "SELECT id, coalesce(attributed_to, task_id) FROM events
+         WHERE coalesce(attributed_to, task_id) IS NOT NULL ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let task = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        heads.load(task, id);
+    }
+    tracing::info!(
+        tasks = heads.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "task chains loaded from the store"
+    );
+    Ok(heads)
+}
+
+/// The writer's connection, the thread that checkpoints its WAL, and the
+/// task chains it extends.
 pub(crate) struct SqliteWriter {
     conn: Connection,
     checkpointer: Checkpointer,
+    heads: Arc<TaskHeads>,
+    /// Heads moved by the open transaction.
+    pending: PendingHeads,
 }
 
 impl Backend for SqliteWriter {
@@ -180,13 +230,15 @@ impl Backend for SqliteWriter {
     /// upsert with `RETURNING` costs SQLite a temporary table and a
     /// statement journal on every call, retries or not.
     fn upsert_event(&mut self, e: &NewEvent) -> Result<Upserted, StoreError> {
+        let chain = e.task_id.as_deref().map(|task| self.heads.key(task));
+        let task_prev = chain.and_then(|key| self.pending.head(&self.heads, key));
         let inserted = self
             .conn
             .prepare_cached(
                 "INSERT INTO events (dedup_key, task_id, callback_event, event_time,
                      received_at_ms, last_received_at_ms, deliveries, raw, decoded, deviations,
-                     headers, peer, occurred_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11)
+                     headers, peer, occurred_at_ms, task_prev)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (coalesce(event_time, -1), dedup_key) DO NOTHING",
             )?
             .execute(params![
@@ -201,10 +253,15 @@ impl Backend for SqliteWriter {
                 e.headers,
                 e.peer,
                 e.occurred_at_ms,
+                task_prev,
             ])?;
         if inserted == 1 {
+            let id = self.conn.last_insert_rowid();
+            if let Some(key) = chain {
+                self.pending.advance(key, id);
+            }
             return Ok(Upserted {
-                id: self.conn.last_insert_rowid(),
+                id,
                 deliveries: 1,
                 task: e.task_id.clone(),
             });
@@ -228,10 +285,15 @@ impl Backend for SqliteWriter {
         Ok(retried)
     }
 
+    /// The event joins the task's chain: it is the newest row, so it
+    /// follows the task's head.
     fn attribute(&mut self, id: i64, task_id: &str) -> Result<(), StoreError> {
+        let key = self.heads.key(task_id);
+        let task_prev = self.pending.head(&self.heads, key);
         self.conn
-            .prepare_cached("UPDATE events SET attributed_to = ?2 WHERE id = ?1")?
-            .execute(params![id, task_id])?;
+            .prepare_cached("UPDATE events SET attributed_to = ?2, task_prev = ?3 WHERE id = ?1")?
+            .execute(params![id, task_id, task_prev])?;
+        self.pending.advance(key, id);
         Ok(())
     }
 
@@ -307,10 +369,12 @@ impl Backend for SqliteWriter {
 
     fn commit(&mut self) -> Result<(), StoreError> {
         self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.heads.publish(&mut self.pending);
         Ok(())
     }
 
     fn rollback(&mut self) {
+        self.pending.clear();
         if let Err(error) = self.conn.execute_batch("ROLLBACK") {
             tracing::warn!(%error, "rollback failed");
         }
@@ -334,9 +398,83 @@ impl Backend for SqliteWriter {
 /// several run at once (WAL allows it) if the API ever gets busy.
 pub(crate) struct SqliteReader {
     conn: Mutex<Connection>,
+    heads: Arc<TaskHeads>,
 }
 
 impl SqliteReader {
+    /// `/api/events` for one task: its chain walked back from the newest
+    /// event, or from the cursor when the cursor is one of its events (the
+    /// last of the previous page).
+    fn task_events(&self, task_id: &str, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
+        let mut out = Vec::new();
+        if q.limit == 0 {
+            return Ok(out);
+        }
+        self.walk(task_id, q.before_id, &mut |r| {
+            let event: &str = r.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
+            let received_at_ms: i64 = r.get(7)?;
+            if q.event.as_deref().is_none_or(|e| e == event)
+                && q.since_ms.is_none_or(|since| received_at_ms >= since)
+            {
+                out.push(event_row(r, false)?);
+            }
+            Ok(out.len() < q.limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `each` with the rows of `task_id` (selected with
+    /// [`EVENT_COLUMNS`]), newest first, below `before_id` if given, until
+    /// it returns `false`.
+    fn walk(
+        &self,
+        task_id: &str,
+        before_id: Option<i64>,
+        each: &mut dyn FnMut(&Row<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(head) = self.heads.of_task(task_id) else {
+            return Ok(());
+        };
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS}, task_prev, coalesce(attributed_to, task_id)
+                 FROM events WHERE id = ?1"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut next = Some(head);
+            if let Some(before) = before_id {
+                let mut rows = stmt.query([before])?;
+                if let Some(r) = rows.next()?
+                    && r.get_ref(15)?.as_str().ok() == Some(task_id)
+                {
+                    next = r.get(14)?;
+                }
+            }
+            while let Some(id) = next {
+                let mut rows = stmt.query([id])?;
+                let Some(r) = rows.next()? else {
+                    tracing::warn!(id, task_id, "a task's chain names an event that is not stored; its older events are not listed");
+                    break;
+                };
+                let prev: Option<i64> = r.get(14)?;
+                next = prev.filter(|&p| p < id);
+                if prev.is_some() && next.is_none() {
+                    tracing::warn!(id, task_id, "a task's chain goes forward; its older events are not listed");
+                }
+                // Tasks whose ids hash alike share a chain: keep this one's.
+                if r.get_ref(15)?.as_str().ok() != Some(task_id)
+                    || before_id.is_some_and(|before| id >= before)
+                {
+                    continue;
+                }
+                if !each(r)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -447,21 +585,21 @@ impl Reader for SqliteReader {
     }
 
     fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
+        if let Some(task_id) = &q.task_id {
+            return self.task_events(task_id, q);
+        }
         self.with(|conn| {
             // Only the conditions asked for, so that SQLite can pick the
             // index that serves them.
             let mut conditions = Vec::new();
-            if q.task_id.is_some() {
-                conditions.push("(task_id = ?1 OR attributed_to = ?1)");
-            }
             if q.event.is_some() {
-                conditions.push("callback_event = ?2");
+                conditions.push("callback_event = ?1");
             }
             if q.since_ms.is_some() {
-                conditions.push("received_at_ms >= ?3");
+                conditions.push("received_at_ms >= ?2");
             }
             if q.before_id.is_some() {
-                conditions.push("id < ?4");
+                conditions.push("id < ?3");
             }
             let filter = if conditions.is_empty() {
                 String::new()
@@ -469,17 +607,11 @@ impl Reader for SqliteReader {
                 format!("WHERE {}", conditions.join(" AND "))
             };
             let sql =
-                format!("SELECT {EVENT_COLUMNS} FROM events {filter} ORDER BY id DESC LIMIT ?5");
+                format!("SELECT {EVENT_COLUMNS} FROM events {filter} ORDER BY id DESC LIMIT ?4");
             let mut stmt = conn.prepare_cached(&sql)?;
             // Unused parameters are bound all the same; SQLite allows it for
-            // numbered parameters up to the highest one used (?5).
-            let mut rows = stmt.query(params![
-                q.task_id,
-                q.event,
-                q.since_ms,
-                q.before_id,
-                q.limit as i64
-            ])?;
+            // numbered parameters up to the highest one used (?4).
+            let mut rows = stmt.query(params![q.event, q.since_ms, q.before_id, q.limit as i64])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
                 out.push(event_row(r, false)?);
@@ -500,19 +632,13 @@ impl Reader for SqliteReader {
     // FIXME: a task that runs for months has a long timeline and all of it
     // is returned; page it like `/api/events` if that becomes a problem.
     fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        self.with(|conn| {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE task_id = ?1 OR attributed_to = ?1
-                 ORDER BY coalesce(occurred_at_ms, received_at_ms), id"
-            );
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query([task_id])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(event_row(r, false)?);
-            }
-            Ok(out)
-        })
+        let mut out = Vec::new();
+        self.walk(task_id, None, &mut |r| {
+            out.push(event_row(r, false)?);
+            Ok(true)
+        })?;
+        out.sort_by_key(|e| (e.occurred_at_ms.unwrap_or(e.received_at_ms), e.id));
+        Ok(out)
     }
 
     fn rejected(
@@ -669,6 +795,105 @@ mod tests {
         let again = writer.upsert_event(&event(EXIT)).unwrap();
         assert_eq!((again.id, again.deliveries), (2, 2));
         writer.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_tasks_events_are_listed_newest_first_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::task_events_are_listed_newest_first_across_a_restart(async || {
+            open_store(&dir, None).0
+        })
+        .await;
+    }
+
+    /// The events of task 7 that the reader lists, newest first.
+    fn task_seven(reader: &SqliteReader) -> Vec<i64> {
+        let query = EventQuery {
+            task_id: Some("7".to_owned()),
+            limit: 10,
+            ..EventQuery::default()
+        };
+        reader
+            .events(&query)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect()
+    }
+
+    #[test]
+    fn an_event_rolled_back_leaves_no_trace_in_its_tasks_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut writer, reader) = open(&dir.path().join("chain.db")).unwrap();
+        writer.begin().unwrap();
+        let first = writer.upsert_event(&event(START)).unwrap().id;
+        writer.commit().unwrap();
+        writer.begin().unwrap();
+        let lost = writer.upsert_event(&event(EXIT)).unwrap().id;
+        writer.rollback();
+        writer.begin().unwrap();
+        let second = writer.upsert_event(&event(EXIT)).unwrap().id;
+        writer.commit().unwrap();
+        assert_eq!(lost, second, "SQLite gives the rolled back id out again");
+        assert_eq!(task_seven(&reader), [second, first]);
+    }
+
+    #[test]
+    fn a_store_of_the_previous_schema_chains_the_events_of_each_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        {
+            let mut conn = connect(&path).unwrap();
+            for (index, sql) in MIGRATIONS.iter().enumerate().take(4) {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", index as i64 + 1)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            for (n, (task, attributed)) in [
+                (Some("7"), None),
+                (Some("8"), None),
+                (None, Some("7")),
+                (None, None),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                conn.execute(
+                    "INSERT INTO events (dedup_key, task_id, callback_event, received_at_ms,
+                         last_received_at_ms, deliveries, raw, decoded, deviations, headers,
+                         attributed_to)
+                     VALUES (?1, ?2, 'TaskStart', 5, 5, 1, x'7b7d', '{}', '[]', '{}', ?3)",
+                    params![format!("key{n}"), task, attributed],
+                )
+                .unwrap();
+            }
+        }
+        let (mut writer, reader) = open(&path).unwrap();
+        assert_eq!(
+            task_seven(&reader),
+            [3, 1],
+            "the attributed event is on its task's chain"
+        );
+        writer.begin().unwrap();
+        let next = writer.upsert_event(&event(START)).unwrap().id;
+        writer.commit().unwrap();
+        assert_eq!(task_seven(&reader), [next, 3, 1]);
+        let indexes: Vec<String> = writer
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !indexes
+                .iter()
+                .any(|name| name.contains("task") || name.contains("attributed")),
+            "no index on the task columns is left to update: {indexes:?}"
+        );
     }
 
     #[tokio::test]
