@@ -286,13 +286,20 @@ async fn accept(
             };
             state.metrics.callback(Some(&metric_event), outcome);
             telemetry::record(stored.task.as_deref(), Some(&event_name), outcome.as_str());
-            tracing::info!(
-                event_id = stored.id,
-                deliveries = stored.deliveries,
-                deviations = deviations.len(),
-                "callback {}",
-                outcome.as_str()
-            );
+            // Every callback is in the store and counted in the metrics; a
+            // line each would be noise at any volume. A retry or a body that
+            // deviated is worth a line.
+            if stored.duplicate || !deviations.is_empty() {
+                tracing::info!(
+                    event_id = stored.id,
+                    deliveries = stored.deliveries,
+                    deviations = deviations.len(),
+                    "callback {}",
+                    outcome.as_str()
+                );
+            } else {
+                tracing::debug!(event_id = stored.id, "callback {}", outcome.as_str());
+            }
             (StatusCode::OK, Json(json!({ "code": 0 }))).into_response()
         }
         Err(error) => {
