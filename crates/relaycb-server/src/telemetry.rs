@@ -123,14 +123,27 @@ pub(crate) async fn request_span(request: Request, next: Next) -> Response {
     .await
 }
 
-/// Records the domain fields of the current request span.
+/// Records the domain fields of the current request span, in one call: the
+/// formatting layer formats the span's fields again on every call.
 pub(crate) fn record(task_id: Option<&str>, event: Option<&str>, outcome: &str) {
     let span = Span::current();
-    if let Some(task_id) = task_id {
-        span.record("task_id", task_id);
-    }
-    if let Some(event) = event {
-        span.record("event", event);
-    }
-    span.record("outcome", outcome);
+    let Some(fields) = span.metadata().map(|m| m.fields()) else {
+        return;
+    };
+    let (Some(task_field), Some(event_field), Some(outcome_field)) = (
+        fields.field("task_id"),
+        fields.field("event"),
+        fields.field("outcome"),
+    ) else {
+        return;
+    };
+    let values: [(&field::Field, Option<&dyn field::Value>); 3] = [
+        (
+            &task_field,
+            task_id.as_ref().map(|v| v as &dyn field::Value),
+        ),
+        (&event_field, event.as_ref().map(|v| v as &dyn field::Value)),
+        (&outcome_field, Some(&outcome as &dyn field::Value)),
+    ];
+    span.record_all(&fields.value_set(&values));
 }
