@@ -229,7 +229,9 @@ fn hash_simd(h: &mut Canonical, value: &simd_json::BorrowedValue<'_>) {
 
 impl fmt::Display for DedupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        let mut text = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut text).expect("64 digits for 32 bytes");
+        f.write_str(std::str::from_utf8(&text).expect("hex digits are ASCII"))
     }
 }
 

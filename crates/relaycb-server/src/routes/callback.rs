@@ -258,6 +258,7 @@ async fn accept(
             return ApiError::internal().into_response();
         }
     };
+    let decoded = decoded_json(&callback, raw.len());
     let event = NewEvent {
         dedup_key: key.to_string(),
         task_id: callback.task_id.clone().filter(|id| !id.is_empty()),
@@ -266,7 +267,7 @@ async fn accept(
         occurred_at_ms: callback.occurred_at_ms(),
         received_at_ms,
         raw,
-        decoded: serde_json::to_string(&callback).expect("a callback always serialises"),
+        decoded,
         deviations: serde_json::to_string(&deviations).expect("deviations always serialise"),
         headers,
         peer,
@@ -395,6 +396,14 @@ async fn read_body(mut body: Body, limit: usize, timeout: Duration) -> ReadBody 
         truncated: false,
         cut: None,
     }
+}
+
+/// The callback's normalised form as stored: about as long as its body, so
+/// the text is given that room at once instead of growing to it.
+fn decoded_json(callback: &relaycb_core::Callback, body_len: usize) -> String {
+    let mut text = Vec::with_capacity(body_len + body_len / 4 + 64);
+    serde_json::to_writer(&mut text, callback).expect("a callback always serialises");
+    String::from_utf8(text).expect("serde_json writes UTF-8")
 }
 
 fn kept_headers(headers: &HeaderMap) -> String {
