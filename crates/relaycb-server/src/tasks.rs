@@ -14,13 +14,13 @@
 //! them); their count per task is kept beside it from the `deliveries`
 //! column, because the tracker's own retry memory is bounded.
 
-// FIXME: with a million events stored, ingest runs at 0.77 of its speed
-// on an empty store (target 0.8) with a p99 of 19 ms, and the server holds
-// 624 MiB (BENCHMARKS.md). The benchmark's events come from 120,615 tasks
-// all running at once, and this board keeps a fold and a reorder window
-// for every one that is active (the tracker folds away those quiet for an
-// hour), about 1.7 KiB for a task of two events; how much of the slowdown
-// is the store's indexes outgrowing SQLite's page cache is not measured.
+// FIXME: memory grows with the tasks active in the last hour of event
+// time: this board keeps a fold and a reorder window for each (the tracker
+// folds away those quiet for an hour), about 1.7 KiB for a task of two
+// events. The benchmark's bodies come from 120,615 short tasks all running
+// at once, so a fresh server that takes them at 64 clients for 3.5 s peaks
+// at 127 MiB (target 64 MiB), and one holding a million events at 552 MiB
+// (BENCHMARKS.md). A few hundred long tasks cost a few MiB.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -227,14 +227,18 @@ fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
     }
 }
 
-// FIXME: durable ingest at 64 clients serves 0.24 of the no-op floor
-// (target 0.5) with a p99 of 10.8 ms (target 10 ms), see BENCHMARKS.md.
-// Both cores are busy: per callback the runtime's threads spend about 25 us
-// (the floor about 15: HTTP alone), the writer about 17 us, most of it
-// SQLite inserting a 1.3 KB row and its index entries (the task-id one
-// still lands on a random page per event) and writing those pages to the
-// WAL. Here, per event: decode and key about 2.5 us, JSON for the decoded
-// form and the headers, the request span's fields, and one log line.
+// FIXME: durable ingest at 64 clients serves 0.36 of the no-op floor
+// (target 0.5; p99 6.3 ms, met), see BENCHMARKS.md. Measured with wrk on
+// this machine: the same server with its store switched off serves 0.57 of
+// the floor, and a bare group-commit insert of the raw body 0.55, so the
+// store costs the most. Per callback the writer spends about 14 us, most of
+// it SQLite inserting a 1.2 KB row with two index entries and writing the
+// pages to the WAL (without `decoded` it would be 3 us less; without the
+// fsync only 7% faster), and the checkpoint thread 2 us; the runtime's
+// threads about 22 us (the floor 12: decode and key, the decoded form and
+// headers as JSON, the request span). The writer, the runtime's threads
+// and the load generator then contend for two cores: the writer waits for
+// a core about as long as it runs, while a fifth of the CPU is idle.
 async fn accept(
     state: &Shared,
     raw: Vec<u8>,

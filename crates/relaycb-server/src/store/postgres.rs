@@ -260,8 +260,8 @@ impl PgWriter {
     }
 }
 
-// FIXME: two servers on one database take 11,767 callbacks/s at 64
-// clients (BENCHMARKS.md), but each batch holds the shared write lock for
+// FIXME: two servers on one database take 10,000 to 12,000 callbacks/s at
+// 64 clients (BENCHMARKS.md), but each batch holds the shared write lock for
 // its catch-up read, its insert and its commit round trips, so that ids
 // commit in order: a third server adds no write throughput.
 impl Backend for PgWriter {

@@ -8,13 +8,15 @@
 //! kept by name, and only the first few errors are kept whole.
 //!
 //! FIXME: on the benchmark's week log (1.25 GB, 477 tasks) analyze reads
-//! 254 MB/s, 4.0 times `jq -c .task_id` (target 8), in 43 MiB (see
+//! 354 MB/s, 3.7 times `jq -c .task_id` (target 8), in 48 MiB (see
 //! BENCHMARKS.md). It is bound by the CPU time of all its threads on two
-//! cores, and decoding takes three quarters of it: about 1.6 us an event
-//! to decode and 0.85 us for its SHA-256 dedup key (which also orders
-//! events of the same instant, so it cannot simply be made cheaper); the
-//! fold takes about 0.7 us. Most of the decoding is the `String`s of a
-//! `Callback`, about 20 allocations an event.
+//! cores, about 3 us an event: decoding about 1.2 us (most of it building
+//! the `String`s of a `Callback`, about 20 allocations, and moving the
+//! result between threads), the SHA-256 dedup key 0.34 us (SHA-NI already;
+//! the key also orders events of the same instant, so it cannot simply be
+//! made cheaper), and the fold about 1 us on a thread of its own, much of
+//! it waiting on memory: each event probes its task's set of recent keys
+//! and its reorder window, which for 477 tasks do not stay in cache.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
