@@ -72,6 +72,19 @@ pub enum StoreError {
     /// A thread of the store could not be started.
     #[error("cannot start a store thread: {0}")]
     Thread(std::io::Error),
+    /// Another server writes to this SQLite database.
+    #[error(
+        "{0} is in use by another relaycb-server: only one server may write to a SQLite store (servers that share a store use PostgreSQL)"
+    )]
+    InUse(String),
+    /// The SQLite database file could not be locked for this server.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The database file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// A blocking read task failed.
     #[error("read task failed: {0}")]
     Join(String),

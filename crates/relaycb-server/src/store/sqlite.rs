@@ -153,8 +153,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// Opens the database at `path`: the writer's connection and the reader.
+/// Fails with [`StoreError::InUse`] while another server has it open.
 pub(crate) fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreError> {
     let mut conn = connect(path)?;
+    let lock = lock(path)?;
     migrate(&mut conn)?;
     conn.pragma_update(
         None,
@@ -171,12 +173,35 @@ pub(crate) fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreErr
             checkpointer,
             heads: heads.clone(),
             pending: PendingHeads::default(),
+            _lock: lock,
         },
         SqliteReader {
             conn: Mutex::new(read),
             heads,
         },
     ))
+}
+
+/// Takes the database file for this server alone, for as long as the
+/// returned file is open. Two servers writing one file would each extend
+/// the task chains from the heads they know, and lose the other's events
+/// from the task queries; SQLite's own locks keep only their transactions
+/// apart. The lock is advisory (`flock`), so readers such as `relaycb
+/// analyze` and `relaycb export` are not kept out.
+fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let shown = || path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| StoreError::Lock {
+        path: shown(),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(shown())),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock {
+            path: shown(),
+            source,
+        }),
+    }
 }
 
 /// The newest event of every task, read from the store: one pass over the
@@ -210,6 +235,8 @@ pub(crate) struct SqliteWriter {
     heads: Arc<TaskHeads>,
     /// Heads moved by the open transaction.
     pending: PendingHeads,
+    /// Held for this server alone while it is open (see [`lock`]).
+    _lock: std::fs::File,
 }
 
 impl Backend for SqliteWriter {
@@ -894,6 +921,24 @@ mod tests {
                 .any(|name| name.contains("task") || name.contains("attributed")),
             "no index on the task columns is left to update: {indexes:?}"
         );
+    }
+
+    #[test]
+    fn a_second_server_cannot_open_a_database_in_use_and_can_once_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.db");
+        let (writer, _reader) = open(&path).unwrap();
+        let Err(error) = open(&path) else {
+            panic!("a second writer opened the database");
+        };
+        assert!(matches!(error, StoreError::InUse(_)), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("in use by another relaycb-server")
+        );
+        Box::new(writer).close().unwrap();
+        open(&path).expect("the database is free once its writer closed it");
     }
 
     #[tokio::test]
