@@ -90,3 +90,40 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json:
     anyhow::ensure!(status == StatusCode::OK, "GET {path} answered {status}");
     serde_json::from_slice(&body).with_context(|| format!("GET {path} answered non-JSON"))
 }
+
+/// Every event the server lists for `task_id`, newest first, following
+/// `next_cursor` page by page.
+pub(crate) async fn task_event_ids(addr: SocketAddr, task_id: &str) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get_json(
+            addr,
+            &format!("/api/events?task_id={task_id}&limit=500&cursor={cursor}"),
+        )
+        .await?;
+        let events = page["events"]
+            .as_array()
+            .context("/api/events answered without events")?;
+        ids.extend(events.iter().filter_map(|e| e["id"].as_i64()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// The events listed for every task of a `GET /api/tasks` answer.
+pub(crate) async fn listings(
+    addr: SocketAddr,
+    tasks: &serde_json::Value,
+) -> Result<std::collections::BTreeMap<String, Vec<i64>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for task in tasks["tasks"].as_array().into_iter().flatten() {
+        let Some(id) = task["task_id"].as_str() else {
+            continue;
+        };
+        out.insert(id.to_owned(), task_event_ids(addr, id).await?);
+    }
+    Ok(out)
+}

@@ -10,7 +10,9 @@
 //! - every junk body answered 4xx is in the rejected store, and the file
 //!   passes SQLite's integrity check;
 //! - the task state the server serves (`GET /api/tasks`, before and after
-//!   a last restart) equals relaycb-core's fold of exactly those events;
+//!   a last restart) equals relaycb-core's fold of exactly those events,
+//!   and the events it lists for each task (`GET /api/events?task_id=`,
+//!   page by page) are exactly that task's rows;
 //! - every SIGTERM ended in exit status 0, and no request was answered
 //!   with a 5xx (answered without its commit).
 //!
@@ -121,7 +123,8 @@ pub struct Report {
     pub unclean_terms: u64,
     /// Whether the database passed `PRAGMA integrity_check`.
     pub intact: bool,
-    /// Tasks compared, and the differences between fold and API.
+    /// Tasks compared, and the differences between the API and the fold
+    /// or the stored rows.
     pub tasks: u64,
     pub task_mismatches: Vec<String>,
     /// Wall time of the load.
@@ -287,6 +290,7 @@ async fn run_async(plan: &Plan, launch: &Launch) -> Result<Report> {
     report.elapsed = started.elapsed();
 
     let live = client::get_json(launch.addr, "/api/tasks").await?;
+    let live_listings = client::listings(launch.addr, &live).await?;
     let status = tokio::task::spawn_blocking(move || server.terminate()).await??;
     report.terms += 1;
     if !status.success() {
@@ -299,6 +303,7 @@ async fn run_async(plan: &Plan, launch: &Launch) -> Result<Report> {
     let again = launch.clone();
     let server = tokio::task::spawn_blocking(move || Server::start(&again)).await??;
     let rebuilt = client::get_json(launch.addr, "/api/tasks").await?;
+    let rebuilt_listings = client::listings(launch.addr, &rebuilt).await?;
     let status = tokio::task::spawn_blocking(move || server.terminate()).await??;
     if !status.success() {
         report.unclean_terms += 1;
@@ -309,6 +314,15 @@ async fn run_async(plan: &Plan, launch: &Launch) -> Result<Report> {
     report.task_mismatches = verify::task_mismatches(&stored.tasks, &live);
     report.task_mismatches.extend(
         verify::task_mismatches(&stored.tasks, &rebuilt)
+            .into_iter()
+            .map(|m| format!("after restart, {m}")),
+    );
+    report.task_mismatches.extend(verify::listing_mismatches(
+        &stored.task_events,
+        &live_listings,
+    ));
+    report.task_mismatches.extend(
+        verify::listing_mismatches(&stored.task_events, &rebuilt_listings)
             .into_iter()
             .map(|m| format!("after restart, {m}")),
     );

@@ -1,7 +1,8 @@
 //! The checks after a run: the database file opened read-only and
-//! compared with what the clients were answered, and the task state the
+//! compared with what the clients were answered, the task state the
 //! server shows compared with relaycb-core's fold of exactly the events
-//! that were answered.
+//! that were answered, and each task's events as the server lists them
+//! compared with the task's rows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -29,6 +30,9 @@ pub(crate) struct Stored {
     pub(crate) foreign: u64,
     /// The fold of every stored event, as relaycb-core does it.
     pub(crate) tasks: Vec<Value>,
+    /// The ids of each task's rows (by `task_id`, or the task it was
+    /// attributed to), in id order.
+    pub(crate) task_events: BTreeMap<String, Vec<i64>>,
 }
 
 /// Reads the stopped server's database.
@@ -46,7 +50,11 @@ pub(crate) fn read_store(db: &Path) -> Result<Stored> {
     let mut tracker = Tracker::new();
     let mut duplicates: BTreeMap<String, u64> = BTreeMap::new();
     let mut select = conn
-        .prepare("SELECT id, dedup_key, received_at_ms, deliveries, raw FROM events ORDER BY id")
+        .prepare(
+            "SELECT id, dedup_key, received_at_ms, deliveries, raw,
+                 coalesce(attributed_to, task_id)
+             FROM events ORDER BY id",
+        )
         .context("cannot read events")?;
     let mut rows = select.query([])?;
     while let Some(row) = rows.next()? {
@@ -55,6 +63,9 @@ pub(crate) fn read_store(db: &Path) -> Result<Stored> {
         let received_at_ms: i64 = row.get(2)?;
         let deliveries: i64 = row.get(3)?;
         let raw: Vec<u8> = row.get(4)?;
+        if let Some(task) = row.get::<_, Option<String>>(5)? {
+            stored.task_events.entry(task).or_default().push(id);
+        }
         let Some(seq) = seq_of(&raw) else {
             stored.foreign += 1;
             continue;
@@ -194,6 +205,31 @@ pub(crate) fn task_mismatches(folded: &[Value], api: &Value) -> Vec<String> {
     }
     for id in shown.keys().filter(|id| !folded.contains_key(*id)) {
         out.push(format!("task {id}: served but not folded"));
+    }
+    out
+}
+
+/// The tasks whose events, as listed by the server newest first
+/// (`listed`), are not exactly their rows in the store.
+pub(crate) fn listing_mismatches(
+    stored: &BTreeMap<String, Vec<i64>>,
+    listed: &BTreeMap<String, Vec<i64>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (task, ids) in stored {
+        let want: Vec<i64> = ids.iter().rev().copied().collect();
+        match listed.get(task) {
+            Some(got) if *got == want => {}
+            Some(got) => {
+                let first = want.iter().zip(got).position(|(w, g)| w != g);
+                out.push(format!(
+                    "task {task}: {} events stored, {} listed, first difference at {first:?}",
+                    want.len(),
+                    got.len()
+                ));
+            }
+            None => out.push(format!("task {task}: events stored but not listed")),
+        }
     }
     out
 }
