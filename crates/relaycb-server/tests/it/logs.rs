@@ -1,45 +1,77 @@
 //! What the binary writes to its log when standard error is not a terminal.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// The server binary on a free port logging at info in `format` to a pipe,
+/// and the lines it writes there.
+struct Logging {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    _dir: TempDir,
+}
+
+impl Logging {
+    fn start(format: &str) -> Logging {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relaycb-server"))
+            .args(["--listen", "127.0.0.1:0", "--log-format", format, "--db"])
+            .arg(dir.path().join("r.db"))
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Logging {
+            child,
+            lines,
+            _dir: dir,
+        }
+    }
+
+    /// The lines up to and including the first that `last` accepts.
+    fn until(&self, last: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut log = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(20)) {
+            let done = last(&line);
+            log.push(line);
+            if done {
+                return log;
+            }
+        }
+        panic!("the line never came; the log so far: {log:#?}");
+    }
+}
+
+impl Drop for Logging {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// Pretty logs written to a pipe or a file carry no terminal colour codes,
 /// so that a log file or a journal stays plain text.
 #[test]
 fn pretty_logs_into_a_pipe_have_no_colour_codes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaycb-server"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "pretty", "--db"])
-        .arg(dir.path().join("r.db"))
-        .env("RUST_LOG", "info")
-        .env_remove("NO_COLOR")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(20)) {
-        let listening = line.contains("relaycb-server listening");
-        log.push(line);
-        if listening {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let log = log.join("\n");
-    assert!(log.contains("relaycb-server listening"), "log: {log}");
+    let server = Logging::start("pretty");
+    let log = server
+        .until(|line| line.contains("relaycb-server listening"))
+        .join("\n");
     assert!(
         !log.contains('\u{1b}'),
         "colour codes in a piped log: {log:?}"
@@ -50,38 +82,13 @@ fn pretty_logs_into_a_pipe_have_no_colour_codes() {
 /// carries its request's span with the task, the event and what was done.
 #[test]
 fn a_logged_callback_carries_its_task_event_and_outcome() {
-    use std::io::{Read as _, Write as _};
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaycb-server"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--db"])
-        .arg(dir.path().join("r.db"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let Ok(value) = serde_json::from_str(&line) else {
-                continue;
-            };
-            if lines_tx.send(value).is_err() {
-                break;
-            }
-        }
-    });
-    let next = |what: &dyn Fn(&serde_json::Value) -> bool| loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the line is logged");
-        if what(&line) {
-            return line;
-        }
-    };
-    let listening = next(&|l| l["message"] == "relaycb-server listening");
-    let addr = listening["addr"].as_str().unwrap().to_owned();
+    let server = Logging::start("json");
+    let json = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap_or_default();
+    let listening = server.until(|line| json(line)["message"] == "relaycb-server listening");
+    let addr = json(listening.last().unwrap())["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let body = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/docs/task_start.json"),
@@ -99,9 +106,8 @@ fn a_logged_callback_carries_its_task_event_and_outcome() {
         stream.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
-    let retry = next(&|l| l["message"] == "callback duplicate");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let logged = server.until(|line| json(line)["message"] == "callback duplicate");
+    let retry = json(logged.last().unwrap());
     let span = &retry["span"];
     assert_eq!(span["name"], "request", "{retry}");
     assert_eq!(span["route"], "/callback", "{retry}");
