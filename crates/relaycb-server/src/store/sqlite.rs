@@ -141,8 +141,15 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations not applied yet up to `version` (a store of an
+/// older schema, in tests).
+fn migrate_to(conn: &mut Connection, version: usize) -> Result<(), StoreError> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+    let pending = MIGRATIONS.iter().enumerate().take(version);
+    for (index, sql) in pending.skip(applied as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
@@ -777,13 +784,7 @@ mod tests {
         let path = dir.path().join("old.db");
         {
             let mut conn = connect(&path).unwrap();
-            for (index, sql) in MIGRATIONS.iter().enumerate().take(3) {
-                let tx = conn.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", index as i64 + 1)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            migrate_to(&mut conn, 3).unwrap();
             let e = event(START);
             conn.execute(
                 "INSERT INTO events (dedup_key, task_id, callback_event, event_time,
@@ -871,13 +872,7 @@ mod tests {
         let path = dir.path().join("v4.db");
         {
             let mut conn = connect(&path).unwrap();
-            for (index, sql) in MIGRATIONS.iter().enumerate().take(4) {
-                let tx = conn.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", index as i64 + 1)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            migrate_to(&mut conn, 4).unwrap();
             for (n, (task, attributed)) in [
                 (Some("7"), None),
                 (Some("8"), None),
