@@ -107,7 +107,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                 "SELECT id, received_at_ms, last_received_at_ms, deliveries, raw FROM events
                  WHERE (?1 IS NULL OR received_at_ms >= ?1)
                    AND (?2 IS NULL OR received_at_ms < ?2)
-                   AND (?3 IS NULL OR task_id = ?3)
+                   AND (?3 IS NULL OR task_id = ?3 OR attributed_to = ?3)
                  ORDER BY id",
             )
             .with_context(|| format!("{} does not look like a relaycb-server store", args.db))?;

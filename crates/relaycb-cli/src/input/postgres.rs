@@ -65,7 +65,7 @@ pub(crate) fn each_event(
              WHERE id > $1
                AND ($2::BIGINT IS NULL OR received_at_ms >= $2)
                AND ($3::BIGINT IS NULL OR received_at_ms < $3)
-               AND ($4::TEXT IS NULL OR task_id = $4)
+               AND ($4::TEXT IS NULL OR task_id = $4 OR attributed_to = $4)
              ORDER BY id LIMIT $5",
         )
         .context("the database does not look like a relaycb-server store")?;

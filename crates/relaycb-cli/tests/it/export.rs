@@ -51,6 +51,37 @@ fn export_writes_one_line_per_stored_event_and_filters_by_time_and_task() {
     assert_eq!(report["summary"]["stored_repeats"], 8 * 2);
 }
 
+/// An exit without `task_id` that the server attributed to a task by its
+/// sources is one of that task's events, as the server lists them.
+#[test]
+fn export_of_a_task_includes_the_events_attributed_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relaycb.db");
+    let rows = stored("exit_and_restart");
+    make_store(&db, &rows);
+    let attributed = rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE events SET attributed_to = '200002' WHERE task_id IS NULL",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        attributed, 1,
+        "the sequence ends with an exit without task_id"
+    );
+    let db = db.to_string_lossy().into_owned();
+
+    let run = relaycb(&["export", "--db", &db, "--task", "200002"]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(run.out.lines().count(), rows.len(), "{}", run.out);
+    let last: serde_json::Value = serde_json::from_str(run.out.lines().last().unwrap()).unwrap();
+    assert!(
+        !last["raw"].as_str().unwrap().contains("task_id"),
+        "the attributed exit is exported: {last}"
+    );
+}
+
 #[test]
 fn export_refuses_a_time_it_cannot_read_as_a_usage_error() {
     let run = relaycb(&["export", "--db", "unused.db", "--since", "last tuesday"]);

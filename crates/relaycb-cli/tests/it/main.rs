@@ -63,7 +63,7 @@ pub(crate) fn make_store(path: &Path, rows: &[(u64, i64, u64, String)]) {
         "CREATE TABLE events (id INTEGER PRIMARY KEY, dedup_key TEXT UNIQUE, task_id TEXT,
             callback_event TEXT, event_time INTEGER, received_at_ms INTEGER,
             last_received_at_ms INTEGER, deliveries INTEGER, raw BLOB, decoded TEXT,
-            deviations TEXT, headers TEXT, peer TEXT)",
+            deviations TEXT, headers TEXT, peer TEXT, attributed_to TEXT)",
     )
     .unwrap();
     for (id, at, deliveries, raw) in rows {
