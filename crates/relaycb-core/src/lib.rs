@@ -45,6 +45,7 @@ mod flat;
 pub mod lifecycle;
 mod redact;
 pub mod signature;
+mod when;
 mod wire;
 
 pub use callback::{AlarmKind, Callback, Event, FileEvent, RELAY_EVENT_TYPE, TaskExit};
@@ -57,3 +58,4 @@ pub use exit_code::{ExitKind, Explanation, explain};
 pub use lifecycle::{Observation, Outcome, TaskState, Tracker};
 pub use redact::redact_url;
 pub use signature::{KeyRing, SignatureError, sign};
+pub use when::{WhenError, parse_when};
