@@ -262,3 +262,92 @@ async fn a_task_shows_its_timeline_in_event_order() {
     insta::assert_json_snapshot!(redact(task["anomalies"].clone()));
     h.close().await;
 }
+
+/// Every page holds events, and the last one says it is the last even when
+/// it is full; a task's pages are its events, newest first, each once.
+#[tokio::test]
+async fn pages_end_with_the_last_full_page_and_never_with_an_empty_one() {
+    let h = Harness::new(&[]).await;
+    post_sequence(&h, "exit_and_restart.jsonl").await;
+    post_sequence(&h, "restart_loop.jsonl").await;
+    for base in [
+        "/api/events?",
+        "/api/events?task_id=200002&",
+        "/api/rejected?",
+    ] {
+        let all = h.ok(&format!("{base}limit=1000")).await;
+        let key = if base.starts_with("/api/rejected") {
+            "rejected"
+        } else {
+            "events"
+        };
+        let ids = |page: &Value| -> Vec<i64> {
+            page[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_i64().unwrap())
+                .collect()
+        };
+        let all = ids(&all);
+        for limit in [1, 2, all.len().max(1)] {
+            let mut walked = Vec::new();
+            let mut uri = format!("{base}limit={limit}");
+            loop {
+                let page = h.ok(&uri).await;
+                let got = ids(&page);
+                assert!(!got.is_empty() || all.is_empty(), "an empty page at {uri}");
+                walked.extend(got);
+                match page["next_cursor"].as_str() {
+                    Some(cursor) => uri = format!("{base}limit={limit}&cursor={cursor}"),
+                    None => break,
+                }
+            }
+            assert_eq!(walked, all, "{base} in pages of {limit}");
+        }
+    }
+    h.close().await;
+}
+
+/// A misspelt parameter, a limit that is no count and a time that is no
+/// time are refused with what was wrong; `since` takes the forms `relaycb
+/// export --since` takes.
+#[tokio::test]
+async fn query_parameters_are_checked_by_name_and_form() {
+    let h = Harness::new(&[]).await;
+    post_sequence(&h, "exit_and_restart.jsonl").await;
+    let (status, answer) = h.get("/api/events?task=200002").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("`task`") && error.contains("`task_id`"),
+        "{error}"
+    );
+    let (status, answer) = h.get("/api/tasks?phases=running").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = h.get("/api/rejected?limt=3").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    for bad in ["-1", "0", "1001", "ten"] {
+        let (status, answer) = h.get(&format!("/api/events?limit={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            answer["error"],
+            format!("limit must be a whole number from 1 to 1000, found {bad:?}")
+        );
+    }
+    let (status, answer) = h.get("/api/events?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("since: cannot read \"yesterday\" as a time"),
+        "{answer}"
+    );
+    // `since` is about arrival: everything arrived within the last hour.
+    let all = h.ok("/api/events?limit=1000").await;
+    let recent = h.ok("/api/events?since=1h&limit=1000").await;
+    assert_eq!(recent["events"], all["events"]);
+    assert!(!all["events"].as_array().unwrap().is_empty());
+    h.close().await;
+}

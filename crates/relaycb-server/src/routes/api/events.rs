@@ -9,7 +9,9 @@ use axum::http::Uri;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{cursor, limit, parse_id, query, raw_fields, raw_response, rfc3339, store_failed};
+use super::{
+    cursor, limit, next_cursor, parse_id, query, raw_fields, raw_response, rfc3339, store_failed,
+};
 use crate::error::ApiError;
 use crate::routes::AppState;
 use crate::store::{EventQuery, EventRow};
@@ -23,27 +25,24 @@ pub(super) fn event_view(row: &EventRow) -> Value {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsParams {
     task_id: Option<String>,
     event: Option<String>,
     since: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
 fn since_ms(text: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "since must be milliseconds since the epoch or an RFC 3339 time, found {text:?}"
-            ))
-        })
+    let now = now_ms();
+    relaycb_core::parse_when(text, now).map_err(|e| ApiError::bad_request(format!("since: {e}")))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `GET /api/events?task_id=&event=&since=&limit=&cursor=`
@@ -62,17 +61,16 @@ pub(crate) async fn events(
             .map(since_ms)
             .transpose()?,
         before_id: cursor(params.cursor.as_deref())?,
-        limit: limit(params.limit)?,
+        // One more than the page, to know whether another page follows.
+        limit: limit(params.limit.as_deref())? + 1,
     };
-    let page = q.limit;
-    let rows = state
+    let page = q.limit - 1;
+    let mut rows = state
         .store
         .read(move |r| r.events(&q))
         .await
         .map_err(|e| store_failed(&e))?;
-    let next_cursor = (rows.len() == page)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(&mut rows, page, |r| r.id);
     let events: Vec<Value> = rows.into_iter().map(|r| event_view(&r)).collect();
     Ok(Json(
         json!({ "events": events, "next_cursor": next_cursor }),

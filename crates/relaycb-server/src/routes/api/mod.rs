@@ -3,7 +3,9 @@
 //! Times are given twice: `*_at` in RFC 3339 for people, `*_at_ms` in
 //! milliseconds since the epoch for programs. Lists of events and refusals
 //! are newest first and paginated with an opaque `cursor` taken from the
-//! previous page's `next_cursor` (`null` on the last page).
+//! previous page's `next_cursor` (`null` on the last page). A query
+//! parameter the route does not know is refused, so that a misspelt filter
+//! is not silently ignored.
 
 mod events;
 mod rejected;
@@ -76,14 +78,34 @@ pub(super) fn rfc3339(ms: i64) -> Option<String> {
     Some(humantime::format_rfc3339_millis(time).to_string())
 }
 
-pub(super) fn limit(asked: Option<usize>) -> Result<usize, ApiError> {
-    match asked {
+pub(super) fn limit(asked: Option<&str>) -> Result<usize, ApiError> {
+    match asked.filter(|t| !t.is_empty()) {
         None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}, found {n}"
-        ))),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}, found {text:?}"
+                ))
+            }),
     }
+}
+
+/// Cuts a list read one longer than `page` back to the page; the cursor of
+/// the next page when there was more, else `None`, so that the last page
+/// says it is the last even when it is full.
+pub(super) fn next_cursor<T>(
+    rows: &mut Vec<T>,
+    page: usize,
+    id: impl Fn(&T) -> i64,
+) -> Option<String> {
+    if rows.len() <= page {
+        return None;
+    }
+    rows.truncate(page);
+    rows.last().map(|r| id(r).to_string())
 }
 
 pub(super) fn cursor(text: Option<&str>) -> Result<Option<i64>, ApiError> {

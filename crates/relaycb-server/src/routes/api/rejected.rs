@@ -7,7 +7,9 @@ use axum::http::Uri;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{cursor, limit, parse_id, query, raw_fields, raw_response, rfc3339, store_failed};
+use super::{
+    cursor, limit, next_cursor, parse_id, query, raw_fields, raw_response, rfc3339, store_failed,
+};
 use crate::error::ApiError;
 use crate::routes::AppState;
 use crate::store::RejectedRow;
@@ -19,8 +21,9 @@ fn rejected_view(row: &RejectedRow) -> Value {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PageParams {
-    limit: Option<usize>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -31,15 +34,14 @@ pub(crate) async fn rejected(
 ) -> Result<Json<Value>, ApiError> {
     let params: PageParams = query(&uri)?;
     let before = cursor(params.cursor.as_deref())?;
-    let page = limit(params.limit)?;
-    let (rows, dropped) = state
+    let page = limit(params.limit.as_deref())?;
+    // One more than the page, to know whether another page follows.
+    let (mut rows, dropped) = state
         .store
-        .read(move |r| Ok((r.rejected(before, page)?, r.rejected_dropped()?)))
+        .read(move |r| Ok((r.rejected(before, page + 1)?, r.rejected_dropped()?)))
         .await
         .map_err(|e| store_failed(&e))?;
-    let next_cursor = (rows.len() == page)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(&mut rows, page, |r| r.id);
     let rejected: Vec<Value> = rows.into_iter().map(|r| rejected_view(&r)).collect();
     Ok(Json(json!({
         "rejected": rejected,

@@ -135,6 +135,7 @@ impl From<TaskState> for TaskView {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TasksParams {
     phase: Option<String>,
     has_anomalies: Option<bool>,
