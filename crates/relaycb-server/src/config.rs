@@ -16,9 +16,16 @@ use clap::{Parser, ValueEnum};
 #[derive(Clone, Parser)]
 #[command(name = "relaycb-server", version, about, long_about = None)]
 pub struct Config {
-    /// Address to listen on. Anything beyond loopback should be protected
-    /// with --callback-token and --api-token.
-    #[arg(long, env = "RELAYCB_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address and port to listen on (`0.0.0.0:8080` for every interface; a
+    /// host name is looked up once, at start). Anything beyond loopback
+    /// should be protected with --callback-token and --api-token.
+    #[arg(
+        long,
+        env = "RELAYCB_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR:PORT",
+        value_parser = parse_listen
+    )]
     pub listen: SocketAddr,
 
     /// Where events are stored: a SQLite file (created if missing), or a
@@ -196,6 +203,29 @@ impl fmt::Debug for Database {
     }
 }
 
+/// `--listen`: an address and port, or a host name and port looked up now
+/// (the first address it has).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let expected =
+        "expected an address and port such as 127.0.0.1:8080, 0.0.0.0:8080 or localhost:8080";
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(format!("{expected}, found {text:?}"));
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{text:?} names no address")),
+        Err(error) => Err(format!("cannot look up {text:?}: {error} ({expected})")),
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -313,6 +343,23 @@ mod tests {
         assert_eq!(config.clock_skew, Duration::from_secs(60));
         config.validate().unwrap();
         assert!(!config.listens_beyond_loopback());
+    }
+
+    #[test]
+    fn listen_takes_an_address_or_a_host_name_and_says_what_it_expects() {
+        let listen = |text: &str| Config::try_parse_from(["relaycb-server", "--listen", text]);
+        assert_eq!(
+            listen("0.0.0.0:9000").unwrap().listen,
+            "0.0.0.0:9000".parse().unwrap()
+        );
+        assert!(listen("localhost:9000").unwrap().listen.ip().is_loopback());
+        for bad in ["localhost", "8080", ":8080", "127.0.0.1:http"] {
+            let error = listen(bad).err().unwrap().to_string();
+            assert!(
+                error.contains("expected an address and port such as 127.0.0.1:8080"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

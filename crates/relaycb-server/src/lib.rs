@@ -143,7 +143,7 @@ pub struct Running {
     service: Service,
 }
 
-/// Opens the store, binds `config.listen` and serves until
+/// Binds `config.listen`, opens the store and serves until
 /// [`Running::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listen = config.listen;
@@ -155,14 +155,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tracing::warn!(%listen, "listening beyond loopback without --api-token: anyone who can reach this address can read every stored callback");
         }
     }
+    // Bound before the store is opened: a taken port fails at once, before
+    // a database is created or migrated for nothing, and callbacks that
+    // arrive while task state is rebuilt wait in the backlog.
+    config.validate().context("invalid configuration")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let service = Service::open(config).await?;
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            service.close().await.ok();
-            return Err(error).with_context(|| format!("cannot listen on {listen}"));
-        }
-    };
     let addr = listener.local_addr().context("no local address")?;
     let publisher = match &service.shared.outbox {
         Some(wake) => match publish::start(service.shared.clone(), wake.clone()).await {

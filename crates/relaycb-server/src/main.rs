@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use relaycb_server::Config;
+use relaycb_server::{Config, LogFormat};
 
 // The store writer frees and reallocates SQLite's statement journal for
 // every upsert; glibc's allocator gives that memory back to the kernel
@@ -18,13 +18,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    let format = config.log_format;
     // Dropped last, after the error below is logged: every line is written.
-    let _logs = relaycb_server::init_tracing(config.log_format);
+    let _logs = relaycb_server::init_tracing(format);
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("relaycb-server: {error:#}");
+            // Once: as a log line where the log is read by programs, else as
+            // the plain sentence a person at the terminal reads.
+            match format {
+                LogFormat::Json => tracing::error!("{error:#}"),
+                LogFormat::Pretty => eprintln!("relaycb-server: {error:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -72,6 +72,9 @@ pub enum StoreError {
     /// A thread of the store could not be started.
     #[error("cannot start a store thread: {0}")]
     Thread(std::io::Error),
+    /// The folder of the SQLite database does not exist.
+    #[error("the folder {0} does not exist: create it, or give --db a file in a folder that does")]
+    NoFolder(String),
     /// Another server writes to this SQLite database.
     #[error(
         "{0} is in use by another relaycb-server: only one server may write to a SQLite store (servers that share a store use PostgreSQL)"

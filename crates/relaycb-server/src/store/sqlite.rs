@@ -162,6 +162,12 @@ fn migrate_to(conn: &mut Connection, version: usize) -> Result<(), StoreError> {
 /// Opens the database at `path`: the writer's connection and the reader.
 /// Fails with [`StoreError::InUse`] while another server has it open.
 pub(crate) fn open(path: &Path) -> Result<(SqliteWriter, SqliteReader), StoreError> {
+    // SQLite would only say that it cannot open the file.
+    if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        return Err(StoreError::NoFolder(folder.display().to_string()));
+    }
     let mut conn = connect(path)?;
     let lock = lock(path)?;
     migrate(&mut conn)?;
@@ -934,6 +940,22 @@ mod tests {
         );
         Box::new(writer).close().unwrap();
         open(&path).expect("the database is free once its writer closed it");
+    }
+
+    #[test]
+    fn a_database_in_a_missing_folder_is_refused_naming_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("nowhere");
+        let Err(error) = open(&folder.join("x.db")) else {
+            panic!("opened a database in a missing folder");
+        };
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the folder {} does not exist: create it, or give --db a file in a folder that does",
+                folder.display()
+            )
+        );
     }
 
     #[tokio::test]

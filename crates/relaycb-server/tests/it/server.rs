@@ -218,3 +218,27 @@ fn a_killed_or_stopped_server_loses_nothing_it_answered() {
     assert!(report.tasks > 0, "{report}");
     report.check().unwrap();
 }
+
+/// A port already taken fails the start at once, naming the address, and
+/// leaves no database behind.
+#[tokio::test]
+async fn a_taken_port_fails_the_start_before_any_database_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let db = dir.path().join("r.db");
+    let mut config = config(&db, &[]);
+    config.listen = addr.parse().unwrap();
+    let error = match relaycb_server::start(config).await {
+        Ok(_) => panic!("started on a taken port"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.starts_with(&format!("cannot listen on {addr}")),
+        "{error}"
+    );
+    assert!(
+        !db.exists(),
+        "a database was made for a server that never ran"
+    );
+}
