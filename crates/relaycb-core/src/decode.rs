@@ -203,6 +203,9 @@ fn fast<'b>(
 }
 
 fn syntax_error(bytes: &[u8], e: &serde_json::Error) -> Error {
+    if let Some(message) = not_utf8(bytes) {
+        return Error::new(Category::Syntax, None, message);
+    }
     let mut message = format!("body is not JSON: {e}");
     // The rendered documentation shows `\"` as `\\"`; copied literally, the
     // string ends early and the next character is a syntax error.
@@ -213,6 +216,48 @@ fn syntax_error(bytes: &[u8], e: &serde_json::Error) -> Error {
         );
     }
     Error::new(Category::Syntax, None, message)
+}
+
+/// Why `bytes` are not UTF-8 text, if they are not: JSON is UTF-8, and a
+/// parser's own complaint ("invalid unicode code point") names no byte.
+fn not_utf8(bytes: &[u8]) -> Option<String> {
+    let error = std::str::from_utf8(bytes).err()?;
+    if let Some(mark) = [b"\xFF\xFE", b"\xFE\xFF"]
+        .into_iter()
+        .find(|mark| bytes.starts_with(*mark))
+    {
+        return Some(format!(
+            "body is UTF-16 text (it starts with the byte order mark {}), not UTF-8: callbacks are JSON in UTF-8",
+            hex_bytes(mark)
+        ));
+    }
+    let at = error.valid_up_to();
+    let before = &bytes[..at];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = at
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
+    let end = (at + error.error_len().unwrap_or(bytes.len() - at)).min(bytes.len());
+    let what = match end - at {
+        1 => "the byte",
+        _ => "the bytes",
+    };
+    Some(format!(
+        "body is not UTF-8: at line {line} column {column}, {what} {} {} no UTF-8 character (callbacks are JSON, which is UTF-8)",
+        hex_bytes(&bytes[at..end]),
+        if end - at == 1 { "is" } else { "are" }
+    ))
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Units of a Unix time.
@@ -931,6 +976,29 @@ mod tests {
             "{}",
             String::from_utf8_lossy(bytes)
         );
+    }
+
+    /// A body that is not UTF-8 is refused naming where and what the bytes
+    /// are, and UTF-16 is named as such.
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_naming_the_bytes() {
+        let message = |bytes: &[u8]| decode(bytes).unwrap_err().to_string();
+        assert_eq!(
+            message(b"{\"a\":\n\"x\xF0\x90\x28\"}"),
+            "body is not UTF-8: at line 2 column 3, the bytes F0 90 are no UTF-8 character (callbacks are JSON, which is UTF-8)"
+        );
+        assert_eq!(
+            message(b"{\"task_id\":\"\xFF\"}"),
+            "body is not UTF-8: at line 1 column 13, the byte FF is no UTF-8 character (callbacks are JSON, which is UTF-8)"
+        );
+        assert_eq!(
+            message(b"\xFF\xFE{\x00}\x00"),
+            "body is UTF-16 text (it starts with the byte order mark FF FE), not UTF-8: callbacks are JSON in UTF-8"
+        );
+        let utf8 = decode(
+            "{\"callback_event\":\"TaskStart\",\"event_type\":314,\"task_id\":\"é\"}".as_bytes(),
+        );
+        assert!(utf8.is_ok(), "{utf8:?}");
     }
 
     /// The fast parser never changes what a body decodes to, nor the error.
