@@ -134,3 +134,71 @@ fn a_simulated_log_reports_the_same_whatever_the_number_of_threads() {
         "several chunks"
     );
 }
+
+#[test]
+fn a_log_where_nothing_decodes_is_a_failure_that_says_what_analyze_reads() {
+    let run = relaycb(&["analyze", "README.md"]);
+    assert_eq!(run.code, 1, "{}", run.out);
+    assert_eq!(run.out, "", "no report of nothing");
+    assert!(run.err.starts_with("error: none of the "), "{}", run.err);
+    assert!(
+        run.err.contains(" lines read from README.md is a relay callback that can be decoded (the first: line 1: "),
+        "{}",
+        run.err
+    );
+    assert!(
+        run.err
+            .contains("analyze reads JSON Lines of callback bodies"),
+        "{}",
+        run.err
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let run = relaycb(&["analyze", "--format", "json", &empty.to_string_lossy()]);
+    assert_eq!(run.code, 1, "{}", run.out);
+    assert!(
+        run.err.contains(": it holds no line or event;"),
+        "{}",
+        run.err
+    );
+}
+
+#[test]
+fn a_log_where_some_lines_decode_is_still_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mixed.jsonl");
+    let good =
+        std::fs::read_to_string(workspace().join("fixtures/sequences/restart_loop.jsonl")).unwrap();
+    std::fs::write(&log, format!("not a body\n{good}")).unwrap();
+    let run = relaycb(&["analyze", &log.to_string_lossy()]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(
+        run.out.starts_with(
+            "9 deliveries in 9 records: 8 distinct events, 0 duplicates, 1 undecodable"
+        ),
+        "{}",
+        run.out
+    );
+}
+
+#[test]
+fn a_task_that_is_not_in_the_log_is_a_failure_that_names_the_tasks_there_are() {
+    for format in ["table", "json"] {
+        let run = relaycb(&[
+            "analyze",
+            "--format",
+            format,
+            "--task",
+            "999",
+            "../../fixtures/sequences/exit_and_restart.jsonl",
+        ]);
+        assert_eq!(run.code, 1, "{}", run.out);
+        assert_eq!(run.out, "");
+        assert_eq!(
+            run.err,
+            "error: no task 999 in ../../fixtures/sequences/exit_and_restart.jsonl, whose one task is 200002; check the task id (`relaycb analyze` without --task lists every task)\n"
+        );
+    }
+}

@@ -85,6 +85,14 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         offset += last_line;
     }
     let ids = if stored { "id" } else { "line" };
+    if analysis.records == analysis.undecodable {
+        return Err(nothing_decoded(&analysis, &args.logs, ids));
+    }
+    if let Some(task_id) = &args.task
+        && analysis.tracker.task(task_id, None).is_none()
+    {
+        return Err(no_such_task(&analysis, &args.logs, task_id));
+    }
     if let Some(path) = &args.plot {
         let plot = analysis.plot.as_mut().expect("asked for a plot");
         std::fs::write(path, plot.svg()).with_context(|| format!("cannot write {path}"))?;
@@ -107,6 +115,68 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         }
     }
     Ok(Status::Success)
+}
+
+/// How a log is named in a message: its path, a PostgreSQL URL without
+/// its password.
+fn shown(path: &str) -> String {
+    if crate::input::postgres::is_url(path) {
+        relaycb_core::redact_url(path)
+    } else {
+        crate::input::name(path).to_owned()
+    }
+}
+
+/// The logs, named one after another.
+fn shown_all(logs: &[String]) -> String {
+    logs.iter().map(|l| shown(l)).collect::<Vec<_>>().join(", ")
+}
+
+/// Why a report of nothing is refused: what was read, and what analyze
+/// reads.
+fn nothing_decoded(analysis: &Analysis, logs: &[String], ids: &str) -> anyhow::Error {
+    let logs = shown_all(logs);
+    let what = match analysis.errors.first() {
+        None => format!("no callback in {logs}: it holds no line or event"),
+        Some((id, reason)) => {
+            let records = analysis.records;
+            // Rows of a store are records, not lines.
+            let unit = if ids == "line" { "line" } else { "record" };
+            let read = if records == 1 {
+                format!("the one {unit} read from {logs} is")
+            } else {
+                format!("none of the {records} {unit}s read from {logs} is")
+            };
+            format!("{read} a relay callback that can be decoded (the first: {ids} {id}: {reason})")
+        }
+    };
+    anyhow::anyhow!(
+        "{what}; analyze reads JSON Lines of callback bodies (one body a line), JSON Lines written by `relaycb export`, or the server's store (its SQLite file or a postgres:// URL)"
+    )
+}
+
+/// Why `--task` found nothing: which tasks there are instead.
+fn no_such_task(analysis: &Analysis, logs: &[String], task_id: &str) -> anyhow::Error {
+    const NAMED: usize = 5;
+    let logs = shown_all(logs);
+    let tasks = analysis.tracker.len();
+    let named: Vec<String> = analysis
+        .tracker
+        .tasks(None)
+        .take(NAMED)
+        .map(|t| t.task_id)
+        .collect();
+    let holds = match tasks {
+        0 => "which names no task at all".to_owned(),
+        1 => format!("whose one task is {}", named.join("")),
+        _ => {
+            let more = if tasks > NAMED { ", ..." } else { "" };
+            format!("whose {tasks} tasks are {}{more}", named.join(", "))
+        }
+    };
+    anyhow::anyhow!(
+        "no task {task_id} in {logs}, {holds}; check the task id (`relaycb analyze` without --task lists every task)"
+    )
 }
 
 fn draw_progress(console: &mut Console<'_>, path: &str, progress: Progress) {
@@ -167,13 +237,12 @@ fn print_task(
         Markup::Text => timeline.render(),
     };
     write!(console.out, "{text}")?;
-    match &task {
-        Some(task) => write!(
+    if let Some(task) = &task {
+        write!(
             console.out,
             "{}",
             render::task_details(task, markup, ids, console)
-        )?,
-        None => writeln!(console.out, "\nno task {task_id} in the log")?,
+        )?;
     }
     Ok(())
 }
