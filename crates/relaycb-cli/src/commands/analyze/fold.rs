@@ -96,19 +96,20 @@ impl Analysis {
 
     /// Reads a log and folds it: a reader thread reads chunks, `threads`
     /// workers decode them, and this thread folds them back in log order.
-    /// `line_offset` is added to line numbers, so that ids stay distinct
-    /// across several logs; `progress` is told after each chunk. Returns
-    /// the last line number read and whether the log held stored events
-    /// (export lines or rows) rather than bare bodies.
+    /// `base` is added to every id (line number or row id), so that ids
+    /// stay distinct across several logs; `progress` is told after each
+    /// chunk. Returns the highest id given (`base` if none) and whether the
+    /// log held stored events (export lines or rows) rather than bare
+    /// bodies.
     pub(crate) fn read_log(
         &mut self,
         path: &str,
         threads: usize,
-        line_offset: u64,
+        base: u64,
         mut progress: impl FnMut(Progress),
     ) -> anyhow::Result<(u64, bool)> {
         let threads = threads.max(1);
-        let mut last_line = 0;
+        let mut last_id = base;
         let mut stored = false;
         std::thread::scope(|scope| {
             let (chunks, to_decode) = mpsc::sync_channel::<Chunk<Records>>(threads * 2);
@@ -117,7 +118,6 @@ impl Analysis {
             let reader = scope.spawn(move || {
                 let mut seq = 0;
                 log::read(path, CHUNK, |records, read| {
-                    let last_line = records.last().map_or(0, |r| r.line);
                     let stored = records
                         .iter()
                         .any(|r| !matches!(r.payload, Payload::Body(_)));
@@ -126,7 +126,6 @@ impl Analysis {
                         worker: 0,
                         items: records,
                         read,
-                        last_line,
                         stored,
                     };
                     seq += 1;
@@ -153,14 +152,13 @@ impl Analysis {
                         let records = &chunk.items;
                         let items = records
                             .iter()
-                            .map(|r| decode_one(records, r, line_offset))
+                            .map(|r| decode_one(records, r, base))
                             .collect();
                         let chunk = Chunk {
                             seq: chunk.seq,
                             worker,
                             items,
                             read: chunk.read,
-                            last_line: chunk.last_line,
                             stored: chunk.stored,
                         };
                         if decoded.send(chunk).is_err() {
@@ -180,9 +178,9 @@ impl Analysis {
             for chunk in to_fold {
                 waiting.insert(chunk.seq, chunk);
                 while let Some(chunk) = waiting.remove(&next) {
-                    last_line = last_line.max(chunk.last_line);
                     stored |= chunk.stored;
                     for item in &chunk.items {
+                        last_id = last_id.max(item.id);
                         self.fold(item);
                     }
                     // A worker that stopped has dropped its end: the chunk is
@@ -195,7 +193,7 @@ impl Analysis {
             drop(give_back);
             reader.join().expect("the reader thread never panics")
         })?;
-        Ok((last_line, stored))
+        Ok((last_id, stored))
     }
 
     fn fold(&mut self, item: &Decodes) {
@@ -268,13 +266,12 @@ struct Chunk<T> {
     worker: usize,
     items: T,
     read: Progress,
-    last_line: u64,
     stored: bool,
 }
 
-fn decode_one(records: &Records, record: &Record, line_offset: u64) -> Decodes {
+fn decode_one(records: &Records, record: &Record, base: u64) -> Decodes {
     let is_line = !matches!(record.payload, Payload::Row(_));
-    let line = record.line + line_offset;
+    let line = base + record.line;
     let delivery = match records.delivery(record) {
         Ok(delivery) => delivery,
         Err(reason) => {
@@ -290,7 +287,7 @@ fn decode_one(records: &Records, record: &Record, line_offset: u64) -> Decodes {
     let id = if is_line && delivery.received_at_ms.is_none() {
         line
     } else {
-        delivery.id
+        base + delivery.id
     };
     // Decoding's error first, then the key's.
     let result = decode_keyed(&delivery.body, DecodeOptions::default())

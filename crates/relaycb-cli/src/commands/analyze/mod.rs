@@ -7,6 +7,7 @@
 //! relaycb-core's tracker, which recognises retries itself.
 
 mod fold;
+mod locate;
 mod plot;
 mod render;
 mod report;
@@ -20,6 +21,7 @@ use crate::Status;
 use crate::console::Console;
 use crate::input::log::Progress;
 use fold::Analysis;
+use locate::Logs;
 use render::Markup;
 use report::{ExitGroup, Report, TaskReport};
 
@@ -31,8 +33,9 @@ const PROGRESS_FROM_BYTES: u64 = 32 << 20;
 pub struct Args {
     /// The logs: JSON Lines of bodies, JSON Lines from `relaycb export`, the
     /// server's SQLite file, or the `postgres://` URL of its PostgreSQL
-    /// store; `-` for standard input. Several logs are
-    /// read as one, in the order given.
+    /// store; `-` for standard input. Several logs are read as one, in the
+    /// order given, and what the report points at is then named by its log
+    /// (`b.jsonl:14`, `relaycb.db id 5`).
     #[arg(required = true)]
     pub logs: Vec<String>,
     /// How to print the report.
@@ -68,11 +71,11 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .max(1);
     let mut analysis = Analysis::new(args.task.clone(), args.plot.is_some());
-    let mut stored = false;
-    let mut offset = 0u64;
+    let mut logs = Logs::new();
+    let mut base = 0u64;
     for path in &args.logs {
         let show_progress = console.progress;
-        let (last_line, had_stored) = analysis.read_log(path, threads, offset, |progress| {
+        let (last_id, stored) = analysis.read_log(path, threads, base, |progress| {
             if show_progress {
                 draw_progress(console, path, progress);
             }
@@ -80,13 +83,12 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         if show_progress {
             let _ = write!(console.err, "\r\x1b[K");
         }
-        stored |= had_stored;
-        // Bare bodies are known by line number; several logs count on.
-        offset += last_line;
+        logs.push(shown(path), base, stored);
+        // The next log's ids count on past this one's.
+        base = last_id + 1;
     }
-    let ids = if stored { "id" } else { "line" };
     if analysis.records == analysis.undecodable {
-        return Err(nothing_decoded(&analysis, &args.logs, ids));
+        return Err(nothing_decoded(&analysis, &args.logs, &logs));
     }
     if let Some(task_id) = &args.task
         && analysis.tracker.task(task_id, None).is_none()
@@ -103,13 +105,17 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         )?;
     }
     match args.task.clone() {
-        Some(task_id) => print_task(&mut analysis, &task_id, args.format, ids, console)?,
+        Some(task_id) => print_task(&mut analysis, &task_id, args.format, &logs, console)?,
         None => {
             let report = Report::new(analysis);
             let text = match args.format {
-                Format::Json => serde_json::to_string_pretty(&report)? + "\n",
-                Format::Table => render::render(&report, Markup::Text, ids, console),
-                Format::Markdown => render::render(&report, Markup::Markdown, ids, console),
+                Format::Json => {
+                    let mut value = serde_json::to_value(&report)?;
+                    logs.localise(&mut value);
+                    serde_json::to_string_pretty(&value)? + "\n"
+                }
+                Format::Table => render::render(&report, Markup::Text, &logs, console),
+                Format::Markdown => render::render(&report, Markup::Markdown, &logs, console),
             };
             console.out.write_all(text.as_bytes())?;
         }
@@ -134,20 +140,25 @@ fn shown_all(logs: &[String]) -> String {
 
 /// Why a report of nothing is refused: what was read, and what analyze
 /// reads.
-fn nothing_decoded(analysis: &Analysis, logs: &[String], ids: &str) -> anyhow::Error {
-    let logs = shown_all(logs);
+fn nothing_decoded(analysis: &Analysis, paths: &[String], logs: &Logs) -> anyhow::Error {
+    let shown = shown_all(paths);
     let what = match analysis.errors.first() {
-        None => format!("no callback in {logs}: it holds no line or event"),
+        None => format!("no callback in {shown}: it holds no line or event"),
         Some((id, reason)) => {
             let records = analysis.records;
             // Rows of a store are records, not lines.
-            let unit = if ids == "line" { "line" } else { "record" };
-            let read = if records == 1 {
-                format!("the one {unit} read from {logs} is")
+            let unit = if logs.unit() == "line" {
+                "line"
             } else {
-                format!("none of the {records} {unit}s read from {logs} is")
+                "record"
             };
-            format!("{read} a relay callback that can be decoded (the first: {ids} {id}: {reason})")
+            let read = if records == 1 {
+                format!("the one {unit} read from {shown} is")
+            } else {
+                format!("none of the {records} {unit}s read from {shown} is")
+            };
+            let first = logs.one(*id);
+            format!("{read} a relay callback that can be decoded (the first: {first}: {reason})")
         }
     };
     anyhow::anyhow!(
@@ -201,7 +212,7 @@ fn print_task(
     analysis: &mut Analysis,
     task_id: &str,
     format: Format,
-    ids: &str,
+    logs: &Logs,
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
     let timeline = analysis.timeline.as_mut().expect("asked for a timeline");
@@ -223,7 +234,8 @@ fn print_task(
         TaskReport { state, exit_codes }
     });
     if format == Format::Json {
-        let value = json!({ "timeline": timeline, "task": task });
+        let mut value = json!({ "timeline": timeline, "task": task });
+        logs.localise(&mut value);
         writeln!(console.out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
@@ -233,15 +245,15 @@ fn print_task(
         Markup::Text
     };
     let text = match markup {
-        Markup::Markdown => timeline.markdown(),
-        Markup::Text => timeline.render(),
+        Markup::Markdown => timeline.markdown(logs),
+        Markup::Text => timeline.render(logs),
     };
     write!(console.out, "{text}")?;
     if let Some(task) = &task {
         write!(
             console.out,
             "{}",
-            render::task_details(task, markup, ids, console)
+            render::task_details(task, markup, logs, console)
         )?;
     }
     Ok(())
