@@ -50,6 +50,19 @@ impl Server {
         format!("http://{addr}/callback")
     }
 
+    /// What the server's `/api/tasks` answers.
+    fn tasks(&self) -> serde_json::Value {
+        let addr = self.running.as_ref().unwrap().local_addr();
+        self.runtime.block_on(async {
+            reqwest::get(format!("http://{addr}/api/tasks"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+
     /// Stops the server, so that everything it stored is on disk.
     fn stop(&mut self) {
         let running = self.running.take().unwrap();
@@ -109,6 +122,7 @@ fn replay_delivers_a_retry_storm_and_the_server_keeps_each_event_once() {
         "{}",
         run.out
     );
+    let api = server.tasks();
     server.stop();
 
     let stored = analyze(&server.db);
@@ -119,6 +133,31 @@ fn replay_delivers_a_retry_storm_and_the_server_keeps_each_event_once() {
     assert_eq!(
         stored["summary"]["deliveries"], 12,
         "every delivery counted"
+    );
+    let duplicates = |tasks: &serde_json::Value| -> Vec<(String, u64)> {
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["task_id"].as_str().unwrap().to_owned(),
+                    t["duplicates"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        duplicates(&stored["tasks"]),
+        duplicates(&api["tasks"]),
+        "analyze of the store counts a task's duplicates as the server's API does"
+    );
+    assert_eq!(
+        duplicates(&stored["tasks"])
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        8
     );
     assert_eq!(
         histories(&stored),

@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use relaycb_core::{DecodeOptions, Decoded, DedupKey, Observation, Outcome, Tracker, decode_keyed};
+use relaycb_core::{
+    DecodeOptions, Decoded, DedupKey, Observation, Outcome, TaskState, Tracker, decode_keyed,
+};
 
 use super::plot::PlotData;
 use super::timeline::Timeline;
@@ -47,6 +49,10 @@ pub(crate) struct Analysis {
     pub(crate) duplicates: u64,
     /// Repeats the server had already folded into one row (`deliveries - 1`).
     pub(crate) stored_repeats: u64,
+    /// Those of them whose event went to a task, by task: a task's repeats
+    /// are these and those the tracker recognised, as the server counts
+    /// them.
+    pub(crate) stored_repeats_by_task: BTreeMap<String, u64>,
     /// Distinct events by name.
     pub(crate) events: BTreeMap<String, u64>,
     /// Deliveries by event name.
@@ -83,6 +89,7 @@ impl Analysis {
             deliveries: 0,
             duplicates: 0,
             stored_repeats: 0,
+            stored_repeats_by_task: BTreeMap::new(),
             events: BTreeMap::new(),
             deliveries_by_event: BTreeMap::new(),
             deviations: BTreeMap::new(),
@@ -196,6 +203,18 @@ impl Analysis {
         Ok((last_id, stored))
     }
 
+    /// A task's state as reported: the tracker's, with the repeats the
+    /// server had merged into its stored events counted among its
+    /// duplicates.
+    pub(crate) fn reported(&self, mut state: TaskState) -> TaskState {
+        state.duplicates += self
+            .stored_repeats_by_task
+            .get(&state.task_id)
+            .copied()
+            .unwrap_or_default();
+        state
+    }
+
     fn fold(&mut self, item: &Decodes) {
         self.records += 1;
         self.deliveries += item.deliveries;
@@ -219,6 +238,15 @@ impl Analysis {
             received_at_ms: item.received_at_ms,
             callback,
         });
+        if let Outcome::Duplicate { task_id } | Outcome::Applied { task_id, .. } = &outcome
+            && item.deliveries > 1
+        {
+            count(
+                &mut self.stored_repeats_by_task,
+                task_id,
+                item.deliveries - 1,
+            );
+        }
         let task_id = match &outcome {
             Outcome::Duplicate { task_id } => {
                 self.duplicates += 1;

@@ -215,9 +215,12 @@ fn print_task(
     logs: &Logs,
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
+    let state = analysis
+        .tracker
+        .task(task_id, analysis.tracker.latest_ms())
+        .map(|state| analysis.reported(state));
     let timeline = analysis.timeline.as_mut().expect("asked for a timeline");
     timeline.sorted();
-    let state = analysis.tracker.task(task_id, analysis.tracker.latest_ms());
     let task = state.map(|state| {
         let exit_codes = state
             .exits
