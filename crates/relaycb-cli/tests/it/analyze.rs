@@ -282,3 +282,22 @@ fn of_several_logs_an_undecodable_line_and_a_stored_row_are_named_by_their_log()
         serde_json::json!({"id": 9, "location": format!("{bad}:9"), "reason": report["undecodable"][0]["reason"]})
     );
 }
+
+#[test]
+fn a_simulation_without_faults_has_no_reordering_to_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sim.jsonl").to_string_lossy().into_owned();
+    let run = relaycb(&["simulate", "--tasks", "20", "--seed", "1", "--out", &log]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    let run = relaycb(&["analyze", "--format", "json", &log]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    let report: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+    let reordered: Vec<&serde_json::Value> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["anomalies"].as_array().unwrap())
+        .filter(|a| a["kind"] == "out_of_order" || a["kind"] == "too_late")
+        .collect();
+    assert!(reordered.is_empty(), "{reordered:#?}");
+}
