@@ -2,13 +2,17 @@
 //! JSON per callback, answered 200 or tried again after an interval (every
 //! minute, up to 12 times, by default), each attempt freshly signed when a
 //! key is given. Shared by `replay` and `simulate --to`.
+//!
+//! Callbacks are sent in the order given, several at once; those of one
+//! task one at a time, each once the one before has had its first answer,
+//! so that none overtakes an earlier one of its task on the way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::time;
 
@@ -39,6 +43,19 @@ pub(crate) struct Outgoing {
     pub(crate) after: Option<Duration>,
     /// The body.
     pub(crate) body: Vec<u8>,
+    /// The task it is about, as any number that tells tasks apart (`None`:
+    /// none known). Callbacks of one task are sent one at a time.
+    pub(crate) task: Option<u64>,
+}
+
+/// The task of a body, as [`Outgoing::task`] takes it: its `task_id`
+/// hashed, if it decodes and names one.
+pub(crate) fn task_of(body: &[u8]) -> Option<u64> {
+    use std::hash::BuildHasher;
+    let decoded = relaycb_core::decode(body).ok()?;
+    let task_id = decoded.callback.task_id.filter(|id| !id.is_empty())?;
+    // Fixed keys: two tasks that collide are only sent one at a time.
+    Some(std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(task_id))
 }
 
 /// What happened to everything sent.
@@ -144,6 +161,9 @@ async fn send(
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut next_slot = started;
     let mut tasks = tokio::task::JoinSet::new();
+    // For each task, what tells that its latest callback sent has had its
+    // first answer.
+    let mut answered: HashMap<u64, oneshot::Receiver<()>> = HashMap::new();
     for item in outgoing {
         if let Some(after) = item.after {
             tokio::time::sleep_until(started + after).await;
@@ -161,8 +181,23 @@ async fn send(
             Arc::clone(&report),
             Arc::clone(&permits),
         );
+        let (done, previous) = match item.task {
+            Some(task) => {
+                let (done, next) = oneshot::channel();
+                (Some(done), answered.insert(task, next))
+            }
+            None => (None, None),
+        };
         tasks.spawn(async move {
-            deliver(&client, &options, &report, &permits, permit, item.body).await;
+            // Sent or dropped, the previous callback of the task has had
+            // its first answer (or given up) either way.
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            deliver(
+                &client, &options, &report, &permits, permit, item.body, done,
+            )
+            .await;
         });
         // Reap finished tasks as we go, so that memory follows what is in flight.
         while tasks.try_join_next().is_some() {}
@@ -183,6 +218,7 @@ async fn deliver(
     permits: &Arc<Semaphore>,
     permit: tokio::sync::OwnedSemaphorePermit,
     body: Vec<u8>,
+    mut first_answered: Option<oneshot::Sender<()>>,
 ) {
     let mut first = Some(permit);
     for attempt in 0..=options.retries {
@@ -224,6 +260,9 @@ async fn deliver(
             Err(e) if e.is_timeout() => ("timeout".to_owned(), false, Some(format!("{e:#}"))),
             Err(e) => ("error".to_owned(), false, Some(error_chain(&e))),
         };
+        // The task's next callback may go now; should this one be tried
+        // again, the next may overtake it, as with Tencent's retries.
+        first_answered.take();
         {
             let mut r = report.lock().expect("report lock");
             *r.answers.entry(label.clone()).or_default() += 1;

@@ -98,8 +98,13 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                     .map_err(anyhow::Error::msg)?
                     .body
                     .into_owned();
+                let task = send::task_of(&body);
                 sender
-                    .send(Outgoing { after: None, body })
+                    .send(Outgoing {
+                        after: None,
+                        body,
+                        task,
+                    })
                     .map_err(|_| anyhow::anyhow!("the sender stopped"))?;
             }
             Ok(())

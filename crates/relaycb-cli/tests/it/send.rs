@@ -375,3 +375,76 @@ fn a_callback_not_answered_200_is_sent_again_after_the_interval() {
         run.out
     );
 }
+
+/// A receiver that takes its time over every `TaskStart` and notes each
+/// body when it has handled it, as a server that folds it then would.
+async fn slow_starting_receiver() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let handled: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let state = Arc::clone(&handled);
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let state = Arc::clone(&state);
+            async move {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                if value["callback_event"] == "TaskStart" {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                state.lock().unwrap().push(body.to_vec());
+                (axum::http::StatusCode::OK, r#"{"code":0}"#)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, handled)
+}
+
+/// Each task's bodies, in the order given.
+fn by_task(bodies: impl Iterator<Item = Vec<u8>>) -> HashMap<String, Vec<Vec<u8>>> {
+    let mut tasks: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for body in bodies {
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let task = value["task_id"].as_str().unwrap().to_owned();
+        tasks.entry(task).or_default().push(body);
+    }
+    tasks
+}
+
+#[test]
+fn simulate_and_replay_send_a_tasks_callbacks_in_order_even_several_at_once() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sim.jsonl").to_string_lossy().into_owned();
+    let args = ["--tasks", "6", "--seed", "9", "--start", "1764806400"];
+    let run = relaycb(&[&["simulate", "--out", &file][..], &args[..]].concat());
+    assert_eq!(run.code, 0, "{}", run.err);
+    let log = std::fs::read(&file).unwrap();
+    let want = by_task(
+        log.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec),
+    );
+
+    let (addr, handled) = runtime.block_on(slow_starting_receiver());
+    let url = format!("http://{addr}/callback");
+    let run = relaycb(
+        &[
+            &["simulate", "--to", &url, "--concurrency", "8"][..],
+            &args[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    let got = by_task(std::mem::take(&mut *handled.lock().unwrap()).into_iter());
+    assert_eq!(
+        got, want,
+        "simulate --to: each task's bodies handled in order"
+    );
+
+    let run = relaycb(&["replay", &file, "--to", &url, "--concurrency", "8"]);
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    let got = by_task(std::mem::take(&mut *handled.lock().unwrap()).into_iter());
+    assert_eq!(got, want, "replay: each task's bodies handled in order");
+}

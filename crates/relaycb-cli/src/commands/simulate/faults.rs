@@ -28,19 +28,22 @@ pub(crate) struct Delivery {
     pub(crate) at_ms: i64,
     /// Tie-break that keeps a task's deliveries in generation order.
     pub(crate) seq: u64,
+    /// The task's number in the simulation.
+    pub(crate) task: u64,
     /// The body, unsigned.
     pub(crate) body: Vec<u8>,
 }
 
 /// The deliveries of one task's events.
 pub(crate) fn deliveries(
+    task: u64,
     events: &[Happening],
     rng: &mut Rng,
     faults: bool,
     seq: &mut u64,
 ) -> Vec<Delivery> {
     if !faults {
-        return in_order(events, rng, seq);
+        return in_order(task, events, rng, seq);
     }
     let mut out = Vec::with_capacity(events.len());
     for happening in events {
@@ -63,6 +66,7 @@ pub(crate) fn deliveries(
             out.push(Delivery {
                 at_ms: at + attempt * RETRY_INTERVAL_MS,
                 seq: *seq,
+                task,
                 body: body.clone(),
             });
         }
@@ -80,7 +84,7 @@ pub(crate) fn deliveries(
 /// key. A body gives no finer time, so within a second that order is as
 /// true as any; sent in another, two events of one second would be taken
 /// for a reordering.
-fn in_order(events: &[Happening], rng: &mut Rng, seq: &mut u64) -> Vec<Delivery> {
+fn in_order(task: u64, events: &[Happening], rng: &mut Rng, seq: &mut u64) -> Vec<Delivery> {
     /// Where relaycb-core folds an event: time, rank in the instant, key.
     type Order = (i64, u8, u64);
     let mut sent: Vec<(Order, i64, Vec<u8>)> = events
@@ -104,6 +108,7 @@ fn in_order(events: &[Happening], rng: &mut Rng, seq: &mut u64) -> Vec<Delivery>
             Delivery {
                 at_ms: last,
                 seq: *seq,
+                task,
                 body,
             }
         })

@@ -101,7 +101,9 @@ pub(crate) fn generate(plan: Plan) -> (Vec<Delivery>, Vec<Expected>) {
     for index in 0..u64::from(tasks) {
         let (events, task) = history::task(seed, index, files, start_s, hours);
         let mut rng = rng::Rng::fork(seed ^ 0xFA17_FA17, index);
-        all.extend(faults::deliveries(&events, &mut rng, faults, &mut seq));
+        all.extend(faults::deliveries(
+            index, &events, &mut rng, faults, &mut seq,
+        ));
         expected.push(task);
     }
     all.sort_by_key(|d| (d.at_ms, d.seq));
@@ -172,6 +174,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                     Duration::from_secs_f64(((d.at_ms - first) as f64 / 1000.0 / x).max(0.0))
                 }),
                 body: d.body,
+                task: Some(d.task),
             });
             let mut report = send::send_all(&options, outgoing)?;
             write!(console.out, "{}", report.render(url))?;
