@@ -356,6 +356,28 @@ fn a_callback_not_answered_200_is_sent_again_after_the_interval() {
         run.out
     );
     assert!(seen.lock().unwrap().values().all(|n| *n == 2));
+    // Said once, at the first failure, then counted at the end.
+    insta::assert_snapshot!(run.err, @r"
+    warning: line 1 (TaskStart of task 200005): answered 503 Service Unavailable, body busy; it is tried again every 0.01 s up to 12 times (--retry-interval, --retries); further failures of this kind are counted at the end, not shown
+    warning: failed attempts by kind: answered 503 Service Unavailable: 8 attempts of 8 callbacks
+    ");
+    let failures: Vec<&str> = run
+        .out
+        .lines()
+        .filter(|l| l.starts_with("failure: "))
+        .collect();
+    assert_eq!(failures.len(), 8, "{}", run.out);
+    for line in 1..=8 {
+        let failure = format!("failure: line {line} (Task");
+        assert!(
+            failures.iter().any(|f| f.starts_with(&failure)
+                && f.ends_with(
+                    " of task 200005), attempt 1: answered 503 Service Unavailable, body busy"
+                )),
+            "{}",
+            run.out
+        );
+    }
 
     let run = relaycb(&[
         "replay",
@@ -373,6 +395,75 @@ fn a_callback_not_answered_200_is_sent_again_after_the_interval() {
             .contains(": 0 answered 200, 8 given up, 8 retries\nattempts by answer: error: 16\n"),
         "{}",
         run.out
+    );
+    insta::assert_snapshot!(run.err, @r"
+    warning: line 1 (TaskStart of task 200005): connection refused; it is tried again every 0 s up to 1 time (--retry-interval, --retries); further failures of this kind are counted at the end, not shown
+    warning: failed attempts by kind: connection refused: 16 attempts of 8 callbacks
+    ");
+    assert!(
+        run.out.contains(
+            "\nfailure: line 1 (TaskStart of task 200005), attempt 1: connection refused\n"
+        ),
+        "{}",
+        run.out
+    );
+}
+
+/// Against a wrong path, with Tencent's retries, the sender would be
+/// silent for 13 minutes: it says what went wrong as soon as it does.
+#[test]
+fn the_first_failure_of_a_kind_is_told_at_once_naming_the_callback_and_the_retries() {
+    use std::io::BufRead;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (addr, _) = runtime.block_on(flaky_receiver());
+    let simulated = std::process::Command::new(env!("CARGO_BIN_EXE_relaycb"))
+        .args([
+            "simulate",
+            "--tasks",
+            "2",
+            "--seed",
+            "1",
+            "--concurrency",
+            "1",
+        ])
+        .arg("--to")
+        .arg(format!("http://{addr}/wrong"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Ended by its id when the test is done with it, whatever happens.
+    struct Ended(std::process::Child);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Ended(simulated);
+    let (lines, heard) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let within = std::time::Duration::from_secs(20);
+    let simulated = heard.recv_timeout(within).unwrap();
+    assert!(simulated.starts_with("simulated 2 task(s)"), "{simulated}");
+    let told = heard.recv_timeout(within).unwrap();
+    assert_eq!(
+        told,
+        "warning: callback 1 (TaskStart of task 300000): answered 404 Not Found; it is tried again every 60 s up to 12 times (--retry-interval, --retries); further failures of this kind are counted at the end, not shown"
+    );
+    assert!(
+        heard
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "one line per kind of failure"
     );
 }
 
