@@ -11,7 +11,9 @@
 //!
 //! Exit status: 0 on success, 1 when the command ran but failed (a body
 //! did not decode, a signature was refused, a file could not be read), 2
-//! for a usage error.
+//! for a usage error. A standard output closed by its reader (`relaycb
+//! decode ... | head -1`) ends the command quietly with 0, as other Unix
+//! tools do.
 
 mod cli;
 mod commands;
@@ -75,9 +77,25 @@ where
             return u8::try_from(error.exit_code()).unwrap_or(2);
         }
     };
-    match commands::dispatch(cli, console) {
+    let mut out = Watched {
+        inner: &mut *console.out,
+        closed: false,
+    };
+    let result = commands::dispatch(
+        cli,
+        &mut Console {
+            out: &mut out,
+            err: &mut *console.err,
+            color: console.color,
+            progress: console.progress,
+        },
+    );
+    match result {
         Ok(Status::Success) => 0,
         Ok(Status::Failure) => 1,
+        // Whoever read the output has what they wanted: the error is the
+        // reader's going away, not the command's failing.
+        Err(_) if out.closed => 0,
         Err(error) => {
             let _ = writeln!(console.err, "error: {error:#}");
             if error.downcast_ref::<UsageError>().is_some() {
@@ -86,5 +104,41 @@ where
                 1
             }
         }
+    }
+}
+
+/// Standard output, noting whether a write found it closed by its reader
+/// (`EPIPE`): the command's error is then only that, however it was
+/// wrapped on the way up.
+struct Watched<'a> {
+    inner: &'a mut dyn std::io::Write,
+    closed: bool,
+}
+
+impl Watched<'_> {
+    fn note<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(error) = &result
+            && error.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.closed = true;
+        }
+        result
+    }
+}
+
+impl std::io::Write for Watched<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.note(result)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let result = self.inner.write_all(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.inner.flush();
+        self.note(result)
     }
 }

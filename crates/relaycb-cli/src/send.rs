@@ -2,13 +2,25 @@
 //! JSON per callback, answered 200 or tried again after an interval (every
 //! minute, up to 12 times, by default), each attempt freshly signed when a
 //! key is given. Shared by `replay` and `simulate --to`.
+//!
+//! Callbacks are sent in the order given, several at once; those of one
+//! task one at a time, each once the one before has had its first answer,
+//! so that none overtakes an earlier one of its task on the way.
+//!
+//! A receiver that fails (a wrong path, a closed port) could otherwise keep
+//! the sender silent for the 13 minutes of Tencent's retries: the first
+//! failure of each kind is told on standard error at once, naming the
+//! callback and how it will be retried, and every failure is counted by
+//! kind at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::time;
 
@@ -39,6 +51,56 @@ pub(crate) struct Outgoing {
     pub(crate) after: Option<Duration>,
     /// The body.
     pub(crate) body: Vec<u8>,
+    /// The task it is about, as any number that tells tasks apart (`None`:
+    /// none known). Callbacks of one task are sent one at a time.
+    pub(crate) task: Option<u64>,
+    /// How messages name it.
+    pub(crate) name: Name,
+}
+
+/// How a callback is named in messages: by where it is in its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Name {
+    /// Its line in a log of JSON Lines.
+    Line(u64),
+    /// Its row id in the server's store.
+    Row(u64),
+    /// Its place among the callbacks sent (1-based), having no log.
+    Nth(u64),
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Name::Line(n) => write!(f, "line {n}"),
+            Name::Row(n) => write!(f, "id {n}"),
+            Name::Nth(n) => write!(f, "callback {n}"),
+        }
+    }
+}
+
+/// The callback named and what it is about: `line 3 (TaskStart of task
+/// 200001)`. Decodes the body: for messages only, never for every callback.
+fn described(name: Name, body: &[u8]) -> String {
+    let Ok(decoded) = relaycb_core::decode(body) else {
+        return format!("{name} (a body that does not decode)");
+    };
+    let callback = &decoded.callback;
+    let event = callback.event.name();
+    match callback.task_id.as_deref().filter(|id| !id.is_empty()) {
+        Some(task) => format!("{name} ({event} of task {task})"),
+        None => format!("{name} ({event} without task id)"),
+    }
+}
+
+/// The task of a body, as [`Outgoing::task`] takes it: its `task_id`
+/// hashed, if it decodes and names one.
+pub(crate) fn task_of(body: &[u8]) -> Option<u64> {
+    use std::hash::BuildHasher;
+    let decoded = relaycb_core::decode(body).ok()?;
+    let task_id = decoded.callback.task_id.filter(|id| !id.is_empty())?;
+    // Fixed keys: two tasks that collide are only sent one at a time.
+    Some(std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(task_id))
 }
 
 /// What happened to everything sent.
@@ -58,6 +120,8 @@ pub(crate) struct Report {
     latencies_us: Vec<u64>,
     /// The first few failures, in words.
     pub(crate) failures: Vec<String>,
+    /// Failed attempts by kind of failure, in words.
+    pub(crate) failed: BTreeMap<String, Failed>,
     /// How long sending took.
     pub(crate) elapsed: Duration,
 }
@@ -109,25 +173,173 @@ impl Report {
     }
 }
 
+/// The failed attempts of one kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Failed {
+    /// Attempts that failed so.
+    pub(crate) attempts: u64,
+    /// Callbacks any of whose attempts failed so.
+    pub(crate) callbacks: u64,
+}
+
 /// How many failures a report keeps in words.
 const FAILURES_KEPT: usize = 10;
 
-/// Sends every callback and reports the answers. Runs its own runtime.
+/// How much of a failed answer's body a message shows.
+const ANSWER_SHOWN: usize = 120;
+
+/// One failed attempt: its kind, which groups failures in messages and
+/// counts, and what more there is to say about this one.
+struct Failure {
+    kind: String,
+    detail: String,
+}
+
+impl Failure {
+    /// An answer other than 200: the kind is the status, the detail the
+    /// start of the body answered.
+    fn status(status: reqwest::StatusCode, body: &[u8]) -> Failure {
+        let reason = status.canonical_reason().unwrap_or("");
+        let text = String::from_utf8_lossy(body);
+        let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let detail = match text.char_indices().nth(ANSWER_SHOWN) {
+            _ if text.is_empty() => String::new(),
+            None => format!(", body {text}"),
+            Some((end, _)) => format!(", body {}...", &text[..end]),
+        };
+        Failure {
+            kind: format!("answered {} {reason}", status.as_u16())
+                .trim_end()
+                .to_owned(),
+            detail,
+        }
+    }
+
+    /// A request that had no answer. A timeout or a refused connection
+    /// says it all; other errors are told whole.
+    fn error(error: &reqwest::Error, timeout: Duration) -> Failure {
+        let (kind, detail) = if error.is_timeout() {
+            (
+                format!("no answer within {} (--timeout)", seconds(timeout)),
+                String::new(),
+            )
+        } else if refused(error) {
+            ("connection refused".to_owned(), String::new())
+        } else if error.is_connect() {
+            (
+                "cannot connect".to_owned(),
+                format!(": {}", error_chain(error)),
+            )
+        } else {
+            (
+                "request failed".to_owned(),
+                format!(": {}", error_chain(error)),
+            )
+        };
+        Failure { kind, detail }
+    }
+}
+
+/// Whether a request failed because nothing listens where it was sent.
+fn refused(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A duration in seconds as a person would write it: `60 s`, `0.5 s`.
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
+/// What standard error is told, at once, the first time a kind of failure
+/// happens.
+fn first_notice(options: &Options, who: &str, failure: &Failure) -> String {
+    let retried = match options.retries {
+        0 => "it is not tried again (--retries 0)".to_owned(),
+        n => format!(
+            "it is tried again every {} up to {n} time{} (--retry-interval, --retries)",
+            seconds(options.retry_interval),
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    format!(
+        "warning: {who}: {}{}; {retried}; further failures of this kind are counted at the end, not shown",
+        failure.kind, failure.detail
+    )
+}
+
+/// What standard error is told at the end: every failed attempt by kind.
+fn count_notice(failed: &BTreeMap<String, Failed>) -> Option<String> {
+    if failed.is_empty() {
+        return None;
+    }
+    let kinds: Vec<String> = failed
+        .iter()
+        .map(|(kind, n)| {
+            let plural = |n: u64, what: &str| {
+                if n == 1 {
+                    format!("1 {what}")
+                } else {
+                    format!("{n} {what}s")
+                }
+            };
+            format!(
+                "{kind}: {} of {}",
+                plural(n.attempts, "attempt"),
+                plural(n.callbacks, "callback")
+            )
+        })
+        .collect();
+    Some(format!(
+        "warning: failed attempts by kind: {}",
+        kinds.join("; ")
+    ))
+}
+
+/// Sends every callback and reports the answers; tells `err` of the first
+/// failure of each kind as it happens, and of all of them at the end. Runs
+/// its own runtime.
 pub(crate) fn send_all(
     options: &Options,
     outgoing: impl Iterator<Item = Outgoing>,
+    err: &mut dyn std::io::Write,
 ) -> anyhow::Result<Report> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(send(options.clone(), outgoing))
+    let report = runtime.block_on(async {
+        // Sending tasks run on the runtime's threads; standard error is
+        // this thread's, so they hand it their notices.
+        let (notices, mut heard) = unbounded_channel::<String>();
+        let telling = async {
+            while let Some(notice) = heard.recv().await {
+                let _ = writeln!(err, "{notice}");
+            }
+        };
+        let (report, ()) = tokio::join!(send(options.clone(), outgoing, notices), telling);
+        report
+    })?;
+    if let Some(count) = count_notice(&report.failed) {
+        let _ = writeln!(err, "{count}");
+    }
+    Ok(report)
 }
 
 async fn send(
     options: Options,
     outgoing: impl Iterator<Item = Outgoing>,
+    notices: UnboundedSender<String>,
 ) -> anyhow::Result<Report> {
     let client = reqwest::Client::builder()
         .timeout(options.timeout)
@@ -144,6 +356,9 @@ async fn send(
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut next_slot = started;
     let mut tasks = tokio::task::JoinSet::new();
+    // For each task, what tells that its latest callback sent has had its
+    // first answer.
+    let mut answered: HashMap<u64, oneshot::Receiver<()>> = HashMap::new();
     for item in outgoing {
         if let Some(after) = item.after {
             tokio::time::sleep_until(started + after).await;
@@ -155,14 +370,34 @@ async fn send(
         }
         let permit = Arc::clone(&permits).acquire_owned().await?;
         report.lock().expect("report lock").callbacks += 1;
-        let (client, options, report, permits) = (
+        let (client, options, report, permits, notices) = (
             client.clone(),
             Arc::clone(&options),
             Arc::clone(&report),
             Arc::clone(&permits),
+            notices.clone(),
         );
+        let (done, previous) = match item.task {
+            Some(task) => {
+                let (done, next) = oneshot::channel();
+                (Some(done), answered.insert(task, next))
+            }
+            None => (None, None),
+        };
         tasks.spawn(async move {
-            deliver(&client, &options, &report, &permits, permit, item.body).await;
+            // Sent or dropped, the previous callback of the task has had
+            // its first answer (or given up) either way.
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let sender = Sender {
+                client: &client,
+                options: &options,
+                report: &report,
+                permits: &permits,
+                notices: &notices,
+            };
+            sender.deliver(permit, item.name, item.body, done).await;
         });
         // Reap finished tasks as we go, so that memory follows what is in flight.
         while tasks.try_join_next().is_some() {}
@@ -176,72 +411,109 @@ async fn send(
     Ok(report)
 }
 
-async fn deliver(
-    client: &reqwest::Client,
-    options: &Options,
-    report: &Mutex<Report>,
-    permits: &Arc<Semaphore>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    body: Vec<u8>,
-) {
-    let mut first = Some(permit);
-    for attempt in 0..=options.retries {
-        // A permit is held while the attempt is in flight, not while it waits.
-        let _in_flight = match first.take() {
-            Some(permit) => permit,
-            None => {
-                tokio::time::sleep(options.retry_interval).await;
-                report.lock().expect("report lock").retried += 1;
-                match Arc::clone(permits).acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => break,
+/// What each sending task shares.
+struct Sender<'a> {
+    client: &'a reqwest::Client,
+    options: &'a Options,
+    report: &'a Mutex<Report>,
+    permits: &'a Arc<Semaphore>,
+    notices: &'a UnboundedSender<String>,
+}
+
+impl Sender<'_> {
+    async fn deliver(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        name: Name,
+        body: Vec<u8>,
+        mut first_answered: Option<oneshot::Sender<()>>,
+    ) {
+        let options = self.options;
+        let mut first = Some(permit);
+        // The kinds of failure this callback met, each counted once.
+        let mut met: Vec<String> = Vec::new();
+        for attempt in 0..=options.retries {
+            // A permit is held while the attempt is in flight, not while it waits.
+            let _in_flight = match first.take() {
+                Some(permit) => permit,
+                None => {
+                    tokio::time::sleep(options.retry_interval).await;
+                    self.report.lock().expect("report lock").retried += 1;
+                    match Arc::clone(self.permits).acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    }
                 }
-            }
-        };
-        let body = match &options.key {
-            Some(key) => signed(&body, key, time::now_seconds() + 600),
-            None => body.clone(),
-        };
-        let begun = Instant::now();
-        let answer = client
-            .post(&options.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await;
-        let took = begun.elapsed();
-        let (label, ok, failure) = match answer {
-            Ok(response) => {
-                let status = response.status();
-                // Read the answer, so that the connection can be reused.
-                let _ = response.bytes().await;
-                (
-                    status.as_u16().to_string(),
-                    status == reqwest::StatusCode::OK,
-                    None,
-                )
-            }
-            Err(e) if e.is_timeout() => ("timeout".to_owned(), false, Some(format!("{e:#}"))),
-            Err(e) => ("error".to_owned(), false, Some(error_chain(&e))),
-        };
-        {
-            let mut r = report.lock().expect("report lock");
+            };
+            let signed_body = match &options.key {
+                Some(key) => signed(&body, key, time::now_seconds() + 600),
+                None => body.clone(),
+            };
+            let begun = Instant::now();
+            let answer = self
+                .client
+                .post(&options.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(signed_body)
+                .send()
+                .await;
+            let took = begun.elapsed();
+            let (label, failure) = match answer {
+                Ok(response) => {
+                    let status = response.status();
+                    // Read the answer, so that the connection can be reused.
+                    let answered = response.bytes().await.unwrap_or_default();
+                    let failure = (status != reqwest::StatusCode::OK)
+                        .then(|| Failure::status(status, &answered));
+                    (status.as_u16().to_string(), failure)
+                }
+                Err(e) if e.is_timeout() => (
+                    "timeout".to_owned(),
+                    Some(Failure::error(&e, options.timeout)),
+                ),
+                Err(e) => (
+                    "error".to_owned(),
+                    Some(Failure::error(&e, options.timeout)),
+                ),
+            };
+            // The task's next callback may go now; should this one be tried
+            // again, the next may overtake it, as with Tencent's retries.
+            first_answered.take();
+            let mut r = self.report.lock().expect("report lock");
             *r.answers.entry(label.clone()).or_default() += 1;
             if label != "timeout" && label != "error" {
                 r.latencies_us
                     .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
             }
-            if ok {
+            let Some(failure) = failure else {
                 r.delivered += 1;
                 return;
+            };
+            let first_of_kind = !r.failed.contains_key(&failure.kind);
+            let failed = r.failed.entry(failure.kind.clone()).or_default();
+            failed.attempts += 1;
+            if !met.contains(&failure.kind) {
+                failed.callbacks += 1;
+                met.push(failure.kind.clone());
             }
-            if r.failures.len() < FAILURES_KEPT {
-                let why = failure.unwrap_or_else(|| format!("answered {label}"));
-                r.failures.push(format!("attempt {}: {why}", attempt + 1));
+            let keep = r.failures.len() < FAILURES_KEPT;
+            if first_of_kind || keep {
+                let who = described(name, &body);
+                if first_of_kind {
+                    let _ = self.notices.send(first_notice(options, &who, &failure));
+                }
+                if keep {
+                    r.failures.push(format!(
+                        "{who}, attempt {}: {}{}",
+                        attempt + 1,
+                        failure.kind,
+                        failure.detail
+                    ));
+                }
             }
         }
+        self.report.lock().expect("report lock").given_up += 1;
     }
-    report.lock().expect("report lock").given_up += 1;
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -271,7 +543,26 @@ pub(crate) fn signed(body: &[u8], key: &str, t: i64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::signed;
+    use super::{ANSWER_SHOWN, Failure, signed};
+
+    #[test]
+    fn a_failed_answer_is_told_by_its_status_with_the_start_of_its_body_on_one_line() {
+        let empty = Failure::status(reqwest::StatusCode::NOT_FOUND, b"");
+        assert_eq!(
+            (empty.kind.as_str(), empty.detail.as_str()),
+            ("answered 404 Not Found", "")
+        );
+        let short = Failure::status(
+            reqwest::StatusCode::UNAUTHORIZED,
+            b"{\"error\":\n \"bad token\"}\n",
+        );
+        assert_eq!(short.detail, ", body {\"error\": \"bad token\"}");
+        let long = Failure::status(reqwest::StatusCode::BAD_GATEWAY, "é".repeat(500).as_bytes());
+        assert_eq!(
+            long.detail,
+            format!(", body {}...", "é".repeat(ANSWER_SHOWN))
+        );
+    }
 
     #[test]
     fn signing_sets_t_and_sign_and_keeps_the_rest() {

@@ -14,9 +14,9 @@ use crate::{Status, time};
 /// Arguments of `relaycb decode`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The body: a file, or `-` for standard input.
-    #[arg(default_value = "-")]
-    pub input: String,
+    /// The bodies: files, or `-` for standard input.
+    #[arg(default_value = "-", value_name = "FILE")]
+    pub inputs: Vec<String>,
     /// How to print what was decoded.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -24,7 +24,7 @@ pub struct Args {
     /// that cannot be understood.
     #[arg(long)]
     pub strict: bool,
-    /// Whether the input is one body or JSON Lines (one body per line).
+    /// Whether each input is one body or JSON Lines (one body per line).
     #[arg(long, value_enum, default_value_t = Layout::Auto)]
     pub layout: Layout,
 }
@@ -34,62 +34,93 @@ pub struct Args {
 pub enum Format {
     /// Words for a person.
     Human,
-    /// The normalised form as JSON (one object per line for JSON Lines).
+    /// The normalised form as JSON: one object, or one object per line for
+    /// JSON Lines and for several inputs (each with its `file`).
     Json,
 }
 
-/// Decodes every body of the input, printing each; fails if any cannot be
-/// decoded.
+/// Decodes every body of every input, printing each; fails if any cannot
+/// be decoded or an input cannot be read.
 pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
-    let bytes = input::read_all(&args.input)?;
-    let items = input::split(&bytes, args.layout);
+    input::stdin_at_most_once(&args.inputs)?;
     let options = DecodeOptions {
         strict: args.strict,
     };
-    let mut failed = 0usize;
+    let several = args.inputs.len() > 1;
+    let (mut bodies, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
     let mut first = true;
-    for item in &items {
-        let prefix = item.prefix();
-        let decoded = match &item.body {
-            Ok(body) => decode_keyed(body, options).map_err(|e| e.to_string()),
-            Err(reason) => Err(reason.clone()),
-        };
-        let (decoded, key) = match decoded {
-            Ok((decoded, key)) => (decoded, key.ok()),
-            Err(reason) => {
-                failed += 1;
-                let message = format!("error: {prefix}cannot decode the body: {reason}");
-                writeln!(console.err, "{message}")?;
+    for path in &args.inputs {
+        let bytes = match input::read_all(path) {
+            Ok(bytes) => bytes,
+            // One input alone fails as any command does; among several,
+            // the others are still decoded.
+            Err(error) if several => {
+                unreadable += 1;
+                writeln!(console.err, "error: {error:#}")?;
                 continue;
             }
+            Err(error) => return Err(error),
         };
-        match args.format {
-            Format::Human => {
-                if !first {
-                    writeln!(console.out)?;
+        let file = several.then(|| input::name(path));
+        let items = input::split(&bytes, args.layout);
+        bodies += items.len();
+        for item in &items {
+            let prefix = item.prefix_in(file);
+            let decoded = match &item.body {
+                Ok(body) => decode_keyed(body, options).map_err(|e| e.to_string()),
+                Err(reason) => Err(reason.clone()),
+            };
+            let (decoded, key) = match decoded {
+                Ok((decoded, key)) => (decoded, key.ok()),
+                Err(reason) => {
+                    failed += 1;
+                    let message = format!("error: {prefix}cannot decode the body: {reason}");
+                    writeln!(console.err, "{message}")?;
+                    continue;
                 }
-                let text = human(&decoded, item.line, key, console);
-                write!(console.out, "{text}")?;
-            }
-            Format::Json => {
-                let value = normalised(&decoded, item.line, key);
-                if item.line.is_some() {
-                    writeln!(console.out, "{value}")?;
-                } else {
-                    writeln!(console.out, "{}", serde_json::to_string_pretty(&value)?)?;
+            };
+            match args.format {
+                Format::Human => {
+                    if !first {
+                        writeln!(console.out)?;
+                    }
+                    let text = human(&decoded, &prefix, key, console);
+                    write!(console.out, "{text}")?;
+                }
+                Format::Json => {
+                    let mut value = normalised(&decoded, item.line, key);
+                    if let Some(file) = file {
+                        value["file"] = file.into();
+                    }
+                    // A stream of bodies is printed as JSON Lines.
+                    if item.line.is_some() || several {
+                        writeln!(console.out, "{value}")?;
+                    } else {
+                        writeln!(console.out, "{}", serde_json::to_string_pretty(&value)?)?;
+                    }
                 }
             }
+            first = false;
         }
-        first = false;
     }
-    if items.len() > 1 && failed > 0 {
+    if several && (failed > 0 || unreadable > 0) {
+        let files = args.inputs.len();
+        let unreadable = match unreadable {
+            0 => String::new(),
+            1 => "; 1 file could not be read".to_owned(),
+            n => format!("; {n} files could not be read"),
+        };
         writeln!(
             console.err,
-            "error: {failed} of {} bodies could not be decoded",
-            items.len()
+            "error: {failed} of {bodies} bodies in {files} files could not be decoded{unreadable}"
+        )?;
+    } else if bodies > 1 && failed > 0 {
+        writeln!(
+            console.err,
+            "error: {failed} of {bodies} bodies could not be decoded"
         )?;
     }
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && unreadable == 0 {
         Status::Success
     } else {
         Status::Failure
@@ -123,20 +154,15 @@ pub(crate) fn normalised(
 }
 
 /// The human form: a heading, then one labelled line per fact.
-fn human(
-    decoded: &Decoded,
-    line: Option<u64>,
-    key: Option<DedupKey>,
-    console: &Console<'_>,
-) -> String {
+fn human(decoded: &Decoded, prefix: &str, key: Option<DedupKey>, console: &Console<'_>) -> String {
     let c = &decoded.callback;
     let mut out = String::new();
     let mut heading = console.paint(Style::Bold, c.event.name());
     if let Some(task) = &c.task_id {
         let _ = write!(heading, " of task {task}");
     }
-    if let Some(line) = line {
-        heading = format!("line {line}: {heading}");
+    if !prefix.is_empty() {
+        heading = format!("{prefix}{heading}");
     }
     let _ = writeln!(out, "{heading}");
     let mut field = |label: &str, value: String| {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::Status;
 use crate::console::Console;
-use crate::input::log;
-use crate::send::{self, Outgoing};
+use crate::input::log::{self, Payload};
+use crate::send::{self, Name, Outgoing};
 
 /// Arguments of `relaycb replay`.
 #[derive(Debug, clap::Args)]
@@ -98,14 +98,24 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                     .map_err(anyhow::Error::msg)?
                     .body
                     .into_owned();
+                let task = send::task_of(&body);
+                let name = match record.payload {
+                    Payload::Row(_) => Name::Row(record.line),
+                    Payload::Body(_) | Payload::Export(_) => Name::Line(record.line),
+                };
                 sender
-                    .send(Outgoing { after: None, body })
+                    .send(Outgoing {
+                        after: None,
+                        body,
+                        task,
+                        name,
+                    })
                     .map_err(|_| anyhow::anyhow!("the sender stopped"))?;
             }
             Ok(())
         })
     });
-    let mut report = send::send_all(&options, receiver.into_iter())?;
+    let mut report = send::send_all(&options, receiver.into_iter(), &mut *console.err)?;
     reader.join().expect("the reader thread never panics")?;
     write!(console.out, "{}", report.render(url))?;
     Ok(if report.given_up == 0 {

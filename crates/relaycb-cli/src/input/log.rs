@@ -68,11 +68,6 @@ impl Records {
         self.records.iter()
     }
 
-    /// The last record.
-    pub(crate) fn last(&self) -> Option<&Record> {
-        self.records.last()
-    }
-
     /// The delivery a record of these holds, or why it holds none.
     pub(crate) fn delivery<'a>(&'a self, record: &'a Record) -> Result<Delivery<'a>, String> {
         let text = |range: &Range<usize>| {

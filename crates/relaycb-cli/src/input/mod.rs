@@ -26,6 +26,27 @@ pub(crate) fn read_all(path: &str) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The name an input is reported by: its path, or `(standard input)` for
+/// `-`, as grep says.
+pub(crate) fn name(path: &str) -> &str {
+    if path == "-" {
+        "(standard input)"
+    } else {
+        path
+    }
+}
+
+/// Refuses standard input named twice: the second reading would find it
+/// empty.
+pub(crate) fn stdin_at_most_once(paths: &[String]) -> Result<(), crate::UsageError> {
+    if paths.iter().filter(|p| *p == "-").count() > 1 {
+        return Err(crate::UsageError(
+            "`-` (standard input) may be given only once".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// How an input holds its bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layout {
@@ -91,6 +112,18 @@ impl Item<'_> {
     pub(crate) fn prefix(&self) -> String {
         self.line.map(|n| format!("line {n}: ")).unwrap_or_default()
     }
+
+    /// Where the body is, for a message: [`Item::prefix`] when one input
+    /// was given (`file` is `None`), else the input's name with the line,
+    /// as compilers and grep say it: `a.jsonl:3: `, or `a.json: ` for a
+    /// whole body.
+    pub(crate) fn prefix_in(&self, file: Option<&str>) -> String {
+        match (file, self.line) {
+            (None, _) => self.prefix(),
+            (Some(file), Some(line)) => format!("{file}:{line}: "),
+            (Some(file), None) => format!("{file}: "),
+        }
+    }
 }
 
 /// The bodies an input holds, in order.
@@ -155,6 +188,17 @@ mod tests {
         let lines: Vec<_> = items.iter().map(|i| i.line).collect();
         assert_eq!(lines, [Some(1), Some(3), Some(4)]);
         assert_eq!(items[1].body.as_deref().unwrap(), b"{\"a\":2}");
+    }
+
+    #[test]
+    fn a_body_is_named_by_its_line_and_among_several_inputs_by_its_file_too() {
+        let items = split(b"{\"a\":1}\n{\"a\":2}\n", Layout::Auto);
+        assert_eq!(items[1].prefix_in(None), "line 2: ");
+        assert_eq!(items[1].prefix_in(Some("b.jsonl")), "b.jsonl:2: ");
+        let whole = split(b"{}", Layout::Auto);
+        assert_eq!(whole[0].prefix_in(None), "");
+        assert_eq!(whole[0].prefix_in(Some("a.json")), "a.json: ");
+        assert_eq!(name("-"), "(standard input)");
     }
 
     #[test]

@@ -90,3 +90,54 @@ fn simulate_with_a_seed_writes_the_same_log_every_time_and_it_checks_clean() {
         "{out}"
     );
 }
+
+/// `relaycb ... | head -1`: once the reader has gone, the next write fails
+/// with EPIPE, and every command that writes to standard output then ends
+/// quietly, with status 0.
+#[test]
+fn a_standard_output_closed_by_its_reader_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relaycb.db");
+    crate::make_store(&db, &crate::analyze::stored("exit_and_restart"));
+    let db = db.to_string_lossy().into_owned();
+    let fixture = |path: &str| crate::workspace().join(path).to_string_lossy().into_owned();
+    let sequence = fixture("fixtures/sequences/exit_and_restart.jsonl");
+    let commands: Vec<Vec<String>> = [
+        &["decode", &fixture("fixtures/docs/task_exit.json")][..],
+        &["decode", "--format", "json", &sequence],
+        &["check", &sequence],
+        &["sign", "--key", "k", "--t", "1"],
+        &[
+            "verify",
+            "--key",
+            "k",
+            &fixture("fixtures/docs/task_exit.json"),
+        ],
+        &["analyze", &sequence],
+        &["analyze", "--format", "json", &sequence],
+        &["analyze", "--task", "200002", &sequence],
+        &["export", "--db", &db],
+        &["simulate", "--tasks", "3", "--seed", "1", "--out", "-"],
+    ]
+    .iter()
+    .map(|args| args.iter().map(|a| (*a).to_owned()).collect())
+    .collect();
+    for args in commands {
+        // The reading end is closed before the command starts, so that its
+        // first write meets EPIPE whatever its timing.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = relaycb()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("error"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

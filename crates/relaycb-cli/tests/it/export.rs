@@ -93,3 +93,49 @@ fn export_refuses_a_time_it_cannot_read_as_a_usage_error() {
         run.err
     );
 }
+
+/// The server counts a task's duplicates as `deliveries - 1` of each of its
+/// stored events; analyze counts those and the repeats it recognises itself.
+#[test]
+fn a_tasks_duplicates_count_the_repeats_the_store_had_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.db");
+    let rows: Vec<_> = stored("restart_loop")
+        .into_iter()
+        .map(|(id, at, _, raw)| (id, at, 3, raw))
+        .collect();
+    make_store(&one, &rows);
+    let one = one.to_string_lossy().into_owned();
+
+    let run = relaycb(&["analyze", "--format", "json", &one]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    let report: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+    assert_eq!(report["summary"]["duplicates"], 0);
+    assert_eq!(report["summary"]["stored_repeats"], 16);
+    assert_eq!(report["tasks"][0]["task_id"], "200005");
+    assert_eq!(
+        report["tasks"][0]["duplicates"], 16,
+        "8 events, each delivered 3 times"
+    );
+
+    let run = relaycb(&["analyze", "--task", "200005", "--format", "json", &one]);
+    let task: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+    assert_eq!(task["task"]["duplicates"], 16);
+
+    // The same events stored by a second server: each row repeats one of
+    // the first store's, and merged 2 repeats of its own.
+    let two = dir.path().join("two.db");
+    make_store(&two, &rows);
+    let two = two.to_string_lossy().into_owned();
+    let run = relaycb(&["analyze", "--format", "json", &one, &two]);
+    let report: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+    let summary = &report["summary"];
+    assert_eq!(summary["deliveries"], 48);
+    assert_eq!(summary["events"], 8);
+    assert_eq!(summary["duplicates"], 8);
+    assert_eq!(summary["stored_repeats"], 32);
+    assert_eq!(
+        report["tasks"][0]["duplicates"], 40,
+        "every delivery but the first of each event"
+    );
+}

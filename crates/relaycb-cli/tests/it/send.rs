@@ -50,6 +50,19 @@ impl Server {
         format!("http://{addr}/callback")
     }
 
+    /// What the server's `/api/tasks` answers.
+    fn tasks(&self) -> serde_json::Value {
+        let addr = self.running.as_ref().unwrap().local_addr();
+        self.runtime.block_on(async {
+            reqwest::get(format!("http://{addr}/api/tasks"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+
     /// Stops the server, so that everything it stored is on disk.
     fn stop(&mut self) {
         let running = self.running.take().unwrap();
@@ -109,6 +122,7 @@ fn replay_delivers_a_retry_storm_and_the_server_keeps_each_event_once() {
         "{}",
         run.out
     );
+    let api = server.tasks();
     server.stop();
 
     let stored = analyze(&server.db);
@@ -119,6 +133,31 @@ fn replay_delivers_a_retry_storm_and_the_server_keeps_each_event_once() {
     assert_eq!(
         stored["summary"]["deliveries"], 12,
         "every delivery counted"
+    );
+    let duplicates = |tasks: &serde_json::Value| -> Vec<(String, u64)> {
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["task_id"].as_str().unwrap().to_owned(),
+                    t["duplicates"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        duplicates(&stored["tasks"]),
+        duplicates(&api["tasks"]),
+        "analyze of the store counts a task's duplicates as the server's API does"
+    );
+    assert_eq!(
+        duplicates(&stored["tasks"])
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        8
     );
     assert_eq!(
         histories(&stored),
@@ -317,6 +356,28 @@ fn a_callback_not_answered_200_is_sent_again_after_the_interval() {
         run.out
     );
     assert!(seen.lock().unwrap().values().all(|n| *n == 2));
+    // Said once, at the first failure, then counted at the end.
+    insta::assert_snapshot!(run.err, @r"
+    warning: line 1 (TaskStart of task 200005): answered 503 Service Unavailable, body busy; it is tried again every 0.01 s up to 12 times (--retry-interval, --retries); further failures of this kind are counted at the end, not shown
+    warning: failed attempts by kind: answered 503 Service Unavailable: 8 attempts of 8 callbacks
+    ");
+    let failures: Vec<&str> = run
+        .out
+        .lines()
+        .filter(|l| l.starts_with("failure: "))
+        .collect();
+    assert_eq!(failures.len(), 8, "{}", run.out);
+    for line in 1..=8 {
+        let failure = format!("failure: line {line} (Task");
+        assert!(
+            failures.iter().any(|f| f.starts_with(&failure)
+                && f.ends_with(
+                    " of task 200005), attempt 1: answered 503 Service Unavailable, body busy"
+                )),
+            "{}",
+            run.out
+        );
+    }
 
     let run = relaycb(&[
         "replay",
@@ -335,4 +396,146 @@ fn a_callback_not_answered_200_is_sent_again_after_the_interval() {
         "{}",
         run.out
     );
+    insta::assert_snapshot!(run.err, @r"
+    warning: line 1 (TaskStart of task 200005): connection refused; it is tried again every 0 s up to 1 time (--retry-interval, --retries); further failures of this kind are counted at the end, not shown
+    warning: failed attempts by kind: connection refused: 16 attempts of 8 callbacks
+    ");
+    assert!(
+        run.out.contains(
+            "\nfailure: line 1 (TaskStart of task 200005), attempt 1: connection refused\n"
+        ),
+        "{}",
+        run.out
+    );
+}
+
+/// Against a wrong path, with Tencent's retries, the sender would be
+/// silent for 13 minutes: it says what went wrong as soon as it does.
+#[test]
+fn the_first_failure_of_a_kind_is_told_at_once_naming_the_callback_and_the_retries() {
+    use std::io::BufRead;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (addr, _) = runtime.block_on(flaky_receiver());
+    let simulated = std::process::Command::new(env!("CARGO_BIN_EXE_relaycb"))
+        .args([
+            "simulate",
+            "--tasks",
+            "2",
+            "--seed",
+            "1",
+            "--concurrency",
+            "1",
+        ])
+        .arg("--to")
+        .arg(format!("http://{addr}/wrong"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Ended by its id when the test is done with it, whatever happens.
+    struct Ended(std::process::Child);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Ended(simulated);
+    let (lines, heard) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let within = std::time::Duration::from_secs(20);
+    let simulated = heard.recv_timeout(within).unwrap();
+    assert!(simulated.starts_with("simulated 2 task(s)"), "{simulated}");
+    let told = heard.recv_timeout(within).unwrap();
+    assert_eq!(
+        told,
+        "warning: callback 1 (TaskStart of task 300000): answered 404 Not Found; it is tried again every 60 s up to 12 times (--retry-interval, --retries); further failures of this kind are counted at the end, not shown"
+    );
+    assert!(
+        heard
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "one line per kind of failure"
+    );
+}
+
+/// A receiver that takes its time over every `TaskStart` and notes each
+/// body when it has handled it, as a server that folds it then would.
+async fn slow_starting_receiver() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let handled: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let state = Arc::clone(&handled);
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let state = Arc::clone(&state);
+            async move {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                if value["callback_event"] == "TaskStart" {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                state.lock().unwrap().push(body.to_vec());
+                (axum::http::StatusCode::OK, r#"{"code":0}"#)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, handled)
+}
+
+/// Each task's bodies, in the order given.
+fn by_task(bodies: impl Iterator<Item = Vec<u8>>) -> HashMap<String, Vec<Vec<u8>>> {
+    let mut tasks: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for body in bodies {
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let task = value["task_id"].as_str().unwrap().to_owned();
+        tasks.entry(task).or_default().push(body);
+    }
+    tasks
+}
+
+#[test]
+fn simulate_and_replay_send_a_tasks_callbacks_in_order_even_several_at_once() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sim.jsonl").to_string_lossy().into_owned();
+    let args = ["--tasks", "6", "--seed", "9", "--start", "1764806400"];
+    let run = relaycb(&[&["simulate", "--out", &file][..], &args[..]].concat());
+    assert_eq!(run.code, 0, "{}", run.err);
+    let log = std::fs::read(&file).unwrap();
+    let want = by_task(
+        log.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec),
+    );
+
+    let (addr, handled) = runtime.block_on(slow_starting_receiver());
+    let url = format!("http://{addr}/callback");
+    let run = relaycb(
+        &[
+            &["simulate", "--to", &url, "--concurrency", "8"][..],
+            &args[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    let got = by_task(std::mem::take(&mut *handled.lock().unwrap()).into_iter());
+    assert_eq!(
+        got, want,
+        "simulate --to: each task's bodies handled in order"
+    );
+
+    let run = relaycb(&["replay", &file, "--to", &url, "--concurrency", "8"]);
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    let got = by_task(std::mem::take(&mut *handled.lock().unwrap()).into_iter());
+    assert_eq!(got, want, "replay: each task's bodies handled in order");
 }

@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use relaycb_core::{DecodeOptions, Decoded, DedupKey, Observation, Outcome, Tracker, decode_keyed};
+use relaycb_core::{
+    DecodeOptions, Decoded, DedupKey, Observation, Outcome, TaskState, Tracker, decode_keyed,
+};
 
 use super::plot::PlotData;
 use super::timeline::Timeline;
@@ -47,6 +49,10 @@ pub(crate) struct Analysis {
     pub(crate) duplicates: u64,
     /// Repeats the server had already folded into one row (`deliveries - 1`).
     pub(crate) stored_repeats: u64,
+    /// Those of them whose event went to a task, by task: a task's repeats
+    /// are these and those the tracker recognised, as the server counts
+    /// them.
+    pub(crate) stored_repeats_by_task: BTreeMap<String, u64>,
     /// Distinct events by name.
     pub(crate) events: BTreeMap<String, u64>,
     /// Deliveries by event name.
@@ -83,6 +89,7 @@ impl Analysis {
             deliveries: 0,
             duplicates: 0,
             stored_repeats: 0,
+            stored_repeats_by_task: BTreeMap::new(),
             events: BTreeMap::new(),
             deliveries_by_event: BTreeMap::new(),
             deviations: BTreeMap::new(),
@@ -96,19 +103,20 @@ impl Analysis {
 
     /// Reads a log and folds it: a reader thread reads chunks, `threads`
     /// workers decode them, and this thread folds them back in log order.
-    /// `line_offset` is added to line numbers, so that ids stay distinct
-    /// across several logs; `progress` is told after each chunk. Returns
-    /// the last line number read and whether the log held stored events
-    /// (export lines or rows) rather than bare bodies.
+    /// `base` is added to every id (line number or row id), so that ids
+    /// stay distinct across several logs; `progress` is told after each
+    /// chunk. Returns the highest id given (`base` if none) and whether the
+    /// log held stored events (export lines or rows) rather than bare
+    /// bodies.
     pub(crate) fn read_log(
         &mut self,
         path: &str,
         threads: usize,
-        line_offset: u64,
+        base: u64,
         mut progress: impl FnMut(Progress),
     ) -> anyhow::Result<(u64, bool)> {
         let threads = threads.max(1);
-        let mut last_line = 0;
+        let mut last_id = base;
         let mut stored = false;
         std::thread::scope(|scope| {
             let (chunks, to_decode) = mpsc::sync_channel::<Chunk<Records>>(threads * 2);
@@ -117,7 +125,6 @@ impl Analysis {
             let reader = scope.spawn(move || {
                 let mut seq = 0;
                 log::read(path, CHUNK, |records, read| {
-                    let last_line = records.last().map_or(0, |r| r.line);
                     let stored = records
                         .iter()
                         .any(|r| !matches!(r.payload, Payload::Body(_)));
@@ -126,7 +133,6 @@ impl Analysis {
                         worker: 0,
                         items: records,
                         read,
-                        last_line,
                         stored,
                     };
                     seq += 1;
@@ -153,14 +159,13 @@ impl Analysis {
                         let records = &chunk.items;
                         let items = records
                             .iter()
-                            .map(|r| decode_one(records, r, line_offset))
+                            .map(|r| decode_one(records, r, base))
                             .collect();
                         let chunk = Chunk {
                             seq: chunk.seq,
                             worker,
                             items,
                             read: chunk.read,
-                            last_line: chunk.last_line,
                             stored: chunk.stored,
                         };
                         if decoded.send(chunk).is_err() {
@@ -180,9 +185,9 @@ impl Analysis {
             for chunk in to_fold {
                 waiting.insert(chunk.seq, chunk);
                 while let Some(chunk) = waiting.remove(&next) {
-                    last_line = last_line.max(chunk.last_line);
                     stored |= chunk.stored;
                     for item in &chunk.items {
+                        last_id = last_id.max(item.id);
                         self.fold(item);
                     }
                     // A worker that stopped has dropped its end: the chunk is
@@ -195,7 +200,19 @@ impl Analysis {
             drop(give_back);
             reader.join().expect("the reader thread never panics")
         })?;
-        Ok((last_line, stored))
+        Ok((last_id, stored))
+    }
+
+    /// A task's state as reported: the tracker's, with the repeats the
+    /// server had merged into its stored events counted among its
+    /// duplicates.
+    pub(crate) fn reported(&self, mut state: TaskState) -> TaskState {
+        state.duplicates += self
+            .stored_repeats_by_task
+            .get(&state.task_id)
+            .copied()
+            .unwrap_or_default();
+        state
     }
 
     fn fold(&mut self, item: &Decodes) {
@@ -221,6 +238,15 @@ impl Analysis {
             received_at_ms: item.received_at_ms,
             callback,
         });
+        if let Outcome::Duplicate { task_id } | Outcome::Applied { task_id, .. } = &outcome
+            && item.deliveries > 1
+        {
+            count(
+                &mut self.stored_repeats_by_task,
+                task_id,
+                item.deliveries - 1,
+            );
+        }
         let task_id = match &outcome {
             Outcome::Duplicate { task_id } => {
                 self.duplicates += 1;
@@ -268,13 +294,12 @@ struct Chunk<T> {
     worker: usize,
     items: T,
     read: Progress,
-    last_line: u64,
     stored: bool,
 }
 
-fn decode_one(records: &Records, record: &Record, line_offset: u64) -> Decodes {
+fn decode_one(records: &Records, record: &Record, base: u64) -> Decodes {
     let is_line = !matches!(record.payload, Payload::Row(_));
-    let line = record.line + line_offset;
+    let line = base + record.line;
     let delivery = match records.delivery(record) {
         Ok(delivery) => delivery,
         Err(reason) => {
@@ -290,7 +315,7 @@ fn decode_one(records: &Records, record: &Record, line_offset: u64) -> Decodes {
     let id = if is_line && delivery.received_at_ms.is_none() {
         line
     } else {
-        delivery.id
+        base + delivery.id
     };
     // Decoding's error first, then the key's.
     let result = decode_keyed(&delivery.body, DecodeOptions::default())

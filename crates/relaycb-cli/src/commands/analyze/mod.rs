@@ -7,6 +7,7 @@
 //! relaycb-core's tracker, which recognises retries itself.
 
 mod fold;
+mod locate;
 mod plot;
 mod render;
 mod report;
@@ -20,6 +21,7 @@ use crate::Status;
 use crate::console::Console;
 use crate::input::log::Progress;
 use fold::Analysis;
+use locate::Logs;
 use render::Markup;
 use report::{ExitGroup, Report, TaskReport};
 
@@ -31,8 +33,9 @@ const PROGRESS_FROM_BYTES: u64 = 32 << 20;
 pub struct Args {
     /// The logs: JSON Lines of bodies, JSON Lines from `relaycb export`, the
     /// server's SQLite file, or the `postgres://` URL of its PostgreSQL
-    /// store; `-` for standard input. Several logs are
-    /// read as one, in the order given.
+    /// store; `-` for standard input. Several logs are read as one, in the
+    /// order given, and what the report points at is then named by its log
+    /// (`b.jsonl:14`, `relaycb.db id 5`).
     #[arg(required = true)]
     pub logs: Vec<String>,
     /// How to print the report.
@@ -68,11 +71,11 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .max(1);
     let mut analysis = Analysis::new(args.task.clone(), args.plot.is_some());
-    let mut stored = false;
-    let mut offset = 0u64;
+    let mut logs = Logs::new();
+    let mut base = 0u64;
     for path in &args.logs {
         let show_progress = console.progress;
-        let (last_line, had_stored) = analysis.read_log(path, threads, offset, |progress| {
+        let (last_id, stored) = analysis.read_log(path, threads, base, |progress| {
             if show_progress {
                 draw_progress(console, path, progress);
             }
@@ -80,11 +83,18 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         if show_progress {
             let _ = write!(console.err, "\r\x1b[K");
         }
-        stored |= had_stored;
-        // Bare bodies are known by line number; several logs count on.
-        offset += last_line;
+        logs.push(shown(path), base, stored);
+        // The next log's ids count on past this one's.
+        base = last_id + 1;
     }
-    let ids = if stored { "id" } else { "line" };
+    if analysis.records == analysis.undecodable {
+        return Err(nothing_decoded(&analysis, &args.logs, &logs));
+    }
+    if let Some(task_id) = &args.task
+        && analysis.tracker.task(task_id, None).is_none()
+    {
+        return Err(no_such_task(&analysis, &args.logs, task_id));
+    }
     if let Some(path) = &args.plot {
         let plot = analysis.plot.as_mut().expect("asked for a plot");
         std::fs::write(path, plot.svg()).with_context(|| format!("cannot write {path}"))?;
@@ -95,18 +105,89 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         )?;
     }
     match args.task.clone() {
-        Some(task_id) => print_task(&mut analysis, &task_id, args.format, ids, console)?,
+        Some(task_id) => print_task(&mut analysis, &task_id, args.format, &logs, console)?,
         None => {
             let report = Report::new(analysis);
             let text = match args.format {
-                Format::Json => serde_json::to_string_pretty(&report)? + "\n",
-                Format::Table => render::render(&report, Markup::Text, ids, console),
-                Format::Markdown => render::render(&report, Markup::Markdown, ids, console),
+                Format::Json => {
+                    let mut value = serde_json::to_value(&report)?;
+                    logs.localise(&mut value);
+                    serde_json::to_string_pretty(&value)? + "\n"
+                }
+                Format::Table => render::render(&report, Markup::Text, &logs, console),
+                Format::Markdown => render::render(&report, Markup::Markdown, &logs, console),
             };
             console.out.write_all(text.as_bytes())?;
         }
     }
     Ok(Status::Success)
+}
+
+/// How a log is named in a message: its path, a PostgreSQL URL without
+/// its password.
+fn shown(path: &str) -> String {
+    if crate::input::postgres::is_url(path) {
+        relaycb_core::redact_url(path)
+    } else {
+        crate::input::name(path).to_owned()
+    }
+}
+
+/// The logs, named one after another.
+fn shown_all(logs: &[String]) -> String {
+    logs.iter().map(|l| shown(l)).collect::<Vec<_>>().join(", ")
+}
+
+/// Why a report of nothing is refused: what was read, and what analyze
+/// reads.
+fn nothing_decoded(analysis: &Analysis, paths: &[String], logs: &Logs) -> anyhow::Error {
+    let shown = shown_all(paths);
+    let what = match analysis.errors.first() {
+        None => format!("no callback in {shown}: it holds no line or event"),
+        Some((id, reason)) => {
+            let records = analysis.records;
+            // Rows of a store are records, not lines.
+            let unit = if logs.unit() == "line" {
+                "line"
+            } else {
+                "record"
+            };
+            let read = if records == 1 {
+                format!("the one {unit} read from {shown} is")
+            } else {
+                format!("none of the {records} {unit}s read from {shown} is")
+            };
+            let first = logs.one(*id);
+            format!("{read} a relay callback that can be decoded (the first: {first}: {reason})")
+        }
+    };
+    anyhow::anyhow!(
+        "{what}; analyze reads JSON Lines of callback bodies (one body a line), JSON Lines written by `relaycb export`, or the server's store (its SQLite file or a postgres:// URL)"
+    )
+}
+
+/// Why `--task` found nothing: which tasks there are instead.
+fn no_such_task(analysis: &Analysis, logs: &[String], task_id: &str) -> anyhow::Error {
+    const NAMED: usize = 5;
+    let logs = shown_all(logs);
+    let tasks = analysis.tracker.len();
+    let named: Vec<String> = analysis
+        .tracker
+        .tasks(None)
+        .take(NAMED)
+        .map(|t| t.task_id)
+        .collect();
+    let holds = match tasks {
+        0 => "which names no task at all".to_owned(),
+        1 => format!("whose one task is {}", named.join("")),
+        _ => {
+            let more = if tasks > NAMED { ", ..." } else { "" };
+            format!("whose {tasks} tasks are {}{more}", named.join(", "))
+        }
+    };
+    anyhow::anyhow!(
+        "no task {task_id} in {logs}, {holds}; check the task id (`relaycb analyze` without --task lists every task)"
+    )
 }
 
 fn draw_progress(console: &mut Console<'_>, path: &str, progress: Progress) {
@@ -131,12 +212,15 @@ fn print_task(
     analysis: &mut Analysis,
     task_id: &str,
     format: Format,
-    ids: &str,
+    logs: &Logs,
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
+    let state = analysis
+        .tracker
+        .task(task_id, analysis.tracker.latest_ms())
+        .map(|state| analysis.reported(state));
     let timeline = analysis.timeline.as_mut().expect("asked for a timeline");
     timeline.sorted();
-    let state = analysis.tracker.task(task_id, analysis.tracker.latest_ms());
     let task = state.map(|state| {
         let exit_codes = state
             .exits
@@ -153,7 +237,8 @@ fn print_task(
         TaskReport { state, exit_codes }
     });
     if format == Format::Json {
-        let value = json!({ "timeline": timeline, "task": task });
+        let mut value = json!({ "timeline": timeline, "task": task });
+        logs.localise(&mut value);
         writeln!(console.out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
@@ -163,17 +248,16 @@ fn print_task(
         Markup::Text
     };
     let text = match markup {
-        Markup::Markdown => timeline.markdown(),
-        Markup::Text => timeline.render(),
+        Markup::Markdown => timeline.markdown(logs),
+        Markup::Text => timeline.render(logs),
     };
     write!(console.out, "{text}")?;
-    match &task {
-        Some(task) => write!(
+    if let Some(task) = &task {
+        write!(
             console.out,
             "{}",
-            render::task_details(task, markup, ids, console)
-        )?,
-        None => writeln!(console.out, "\nno task {task_id} in the log")?,
+            render::task_details(task, markup, logs, console)
+        )?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::locate::Logs;
 use super::report::{Report, TaskReport};
 use crate::console::{Console, Style};
 use crate::time;
@@ -115,9 +116,13 @@ fn pad_into<'a>(line: &mut String, cells: impl Iterator<Item = &'a str>, widths:
     line.truncate(line.trim_end().len());
 }
 
-/// The report as text or Markdown; `ids` names what anomalies point at
-/// (`line` or `id`).
-pub(crate) fn render(report: &Report, markup: Markup, ids: &str, console: &Console<'_>) -> String {
+/// The report as text or Markdown; `logs` names what anomalies point at.
+pub(crate) fn render(
+    report: &Report,
+    markup: Markup,
+    logs: &Logs,
+    console: &Console<'_>,
+) -> String {
     let mut doc = Doc {
         markup,
         console,
@@ -177,9 +182,9 @@ pub(crate) fn render(report: &Report, markup: Markup, ids: &str, console: &Conso
         let rows: Vec<Vec<String>> = report
             .undecodable
             .iter()
-            .map(|u| vec![u.id.to_string(), u.reason.clone()])
+            .map(|u| vec![logs.cell(u.id), u.reason.clone()])
             .collect();
-        doc.table(&[&ids.to_uppercase(), "REASON"], &rows);
+        doc.table(&[&logs.heading(), "REASON"], &rows);
         if s.undecodable > report.undecodable.len() as u64 {
             doc.line(&format!(
                 "(the first {} of {})",
@@ -196,14 +201,14 @@ pub(crate) fn render(report: &Report, markup: Markup, ids: &str, console: &Conso
             .iter()
             .map(|u| {
                 vec![
-                    u.event.to_string(),
+                    logs.cell(u.event),
                     u.callback_event.clone(),
                     u.at_ms.map_or_else(String::new, time::utc_ms),
                     u.reason.clone(),
                 ]
             })
             .collect();
-        doc.table(&[&ids.to_uppercase(), "EVENT", "AT", "REASON"], &rows);
+        doc.table(&[&logs.heading(), "EVENT", "AT", "REASON"], &rows);
     }
 
     doc.heading("Tasks");
@@ -225,7 +230,7 @@ pub(crate) fn render(report: &Report, markup: Markup, ids: &str, console: &Conso
         &rows,
     );
     for task in report.tasks.iter().filter(|t| noteworthy(t)) {
-        doc.details(task, ids);
+        doc.details(task, logs);
     }
     doc.out
 }
@@ -254,7 +259,7 @@ fn noteworthy(task: &TaskReport) -> bool {
 
 impl Doc<'_, '_> {
     /// One task in full: what it is doing, its exits, alarms and anomalies.
-    fn details(&mut self, task: &TaskReport, ids: &str) {
+    fn details(&mut self, task: &TaskReport, logs: &Logs) {
         let s = &task.state;
         let stream = s
             .stream_id
@@ -315,9 +320,9 @@ impl Doc<'_, '_> {
             self.fact(
                 "last exit",
                 &[format!(
-                    "{code}{message} at {} ({ids} {})",
+                    "{code}{message} at {} ({})",
                     time::utc_ms(exit.at_ms),
-                    exit.event
+                    logs.one(exit.event)
                 )],
             );
         }
@@ -334,14 +339,12 @@ impl Doc<'_, '_> {
                 .anomalies
                 .iter()
                 .map(|a| {
-                    let events: Vec<String> = a.events.iter().map(u64::to_string).collect();
-                    let plural = if events.len() == 1 { "" } else { "s" };
                     let text = format!(
-                        "{} × {}: {} ({ids}{plural} {})",
+                        "{} × {}: {} ({})",
                         a.count,
                         a.kind.as_str(),
                         a.detail,
-                        events.join(", ")
+                        logs.list(&a.events)
                     );
                     if self.markup == Markup::Text {
                         self.console.paint(Style::Warn, &text)
@@ -359,7 +362,7 @@ impl Doc<'_, '_> {
 pub(crate) fn task_details(
     task: &TaskReport,
     markup: Markup,
-    ids: &str,
+    logs: &Logs,
     console: &Console<'_>,
 ) -> String {
     let mut doc = Doc {
@@ -367,6 +370,6 @@ pub(crate) fn task_details(
         console,
         out: String::new(),
     };
-    doc.details(task, ids);
+    doc.details(task, logs);
     doc.out
 }

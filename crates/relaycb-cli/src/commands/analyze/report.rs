@@ -37,7 +37,8 @@ pub(crate) struct Summary {
     pub(crate) events: u64,
     /// Deliveries that repeated an event already seen in the log.
     pub(crate) duplicates: u64,
-    /// Repeats the server had already folded into one stored row.
+    /// Repeats the server had already folded into one stored row. A task's
+    /// `duplicates` counts both kinds, as the server does.
     pub(crate) stored_repeats: u64,
     /// Bodies that could not be decoded.
     pub(crate) undecodable: u64,
@@ -99,6 +100,7 @@ impl Report {
         let tasks: Vec<TaskReport> = std::mem::take(&mut analysis.tracker)
             .into_tasks(now)
             .map(|state| {
+                let state = analysis.reported(state);
                 let mut exit_codes: Vec<ExitGroup> = state
                     .exits
                     .iter()

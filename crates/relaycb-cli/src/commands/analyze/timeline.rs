@@ -5,6 +5,7 @@
 use relaycb_core::{Callback, Event, explain};
 use serde::Serialize;
 
+use super::locate::Logs;
 use crate::time;
 
 /// The deliveries of one task.
@@ -77,7 +78,7 @@ impl Timeline {
     }
 
     /// The timeline as a Markdown table.
-    pub(crate) fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self, logs: &Logs) -> String {
         let mut out = format!("# Timeline of task {}\n\n", self.task_id);
         out.push_str("| at | id | event | detail |\n| --- | --- | --- | --- |\n");
         for e in &self.entries {
@@ -88,26 +89,34 @@ impl Timeline {
             let detail = e.detail.replace('|', "\\|");
             out.push_str(&format!(
                 "| {at} | {} | {} | {detail}{repeat} |\n",
-                e.id, e.event
+                logs.cell(e.id),
+                e.event
             ));
         }
         out
     }
 
     /// The timeline as text, one delivery a line.
-    pub(crate) fn render(&self) -> String {
+    pub(crate) fn render(&self, logs: &Logs) -> String {
         let mut out = format!("Timeline of task {}\n", self.task_id);
         if self.entries.is_empty() {
             out.push_str("  (no event of this task in the log)\n");
         }
-        for e in &self.entries {
+        let tags: Vec<String> = self.entries.iter().map(|e| logs.tag(e.id)).collect();
+        let width = tags
+            .iter()
+            .map(|t| t.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        for (e, tag) in self.entries.iter().zip(&tags) {
             let at = e
                 .at_ms
                 .map_or_else(|| "(time unknown)".to_owned(), time::utc_ms);
             let repeat = if e.duplicate { "  (repeat)" } else { "" };
             out.push_str(&format!(
-                "  {at:<24} #{:<6} {:<20} {}{repeat}\n",
-                e.id, e.event, e.detail
+                "  {at:<24} {tag:<width$} {:<20} {}{repeat}\n",
+                e.event, e.detail
             ));
         }
         out

@@ -1,9 +1,12 @@
 //! From events to deliveries: each event is sent a little after it
-//! happened; with faults, some are sent late enough to arrive out of order,
-//! some are sent again a minute later as Tencent retries, and some come in
-//! one of the drifted shapes the documentation has shown (DOMAIN.md §2).
+//! happened, a task's events in the order they happened; with faults, each
+//! is sent after a delay of its own, so that a task's events close together
+//! may swap, some are sent late enough to arrive well out of order, some
+//! are sent again a minute later as Tencent retries, and some come in one
+//! of the drifted shapes the documentation has shown (DOMAIN.md §2).
 
-use relaycb_core::{Event, encode, to_wire};
+use relaycb_core::lifecycle::same_instant_rank;
+use relaycb_core::{DedupKey, Event, encode, to_wire};
 use serde_json::Value;
 
 use super::history::Happening;
@@ -25,17 +28,23 @@ pub(crate) struct Delivery {
     pub(crate) at_ms: i64,
     /// Tie-break that keeps a task's deliveries in generation order.
     pub(crate) seq: u64,
+    /// The task's number in the simulation.
+    pub(crate) task: u64,
     /// The body, unsigned.
     pub(crate) body: Vec<u8>,
 }
 
 /// The deliveries of one task's events.
 pub(crate) fn deliveries(
+    task: u64,
     events: &[Happening],
     rng: &mut Rng,
     faults: bool,
     seq: &mut u64,
 ) -> Vec<Delivery> {
+    if !faults {
+        return in_order(task, events, rng, seq);
+    }
     let mut out = Vec::with_capacity(events.len());
     for happening in events {
         let mut at = happening.at_ms + rng.range(50, 400);
@@ -57,11 +66,53 @@ pub(crate) fn deliveries(
             out.push(Delivery {
                 at_ms: at + attempt * RETRY_INTERVAL_MS,
                 seq: *seq,
+                task,
                 body: body.clone(),
             });
         }
     }
     out
+}
+
+/// The deliveries of a task's events without faults: each sent 50 to 400
+/// ms after it happened, but never before an earlier event of the task, so
+/// that none overtakes another.
+///
+/// Earlier means earlier in the order relaycb-core folds a task's events
+/// in: by the time the body gives (whole seconds), then, within one second,
+/// a file's finish before the next file's start and so on, then by dedup
+/// key. A body gives no finer time, so within a second that order is as
+/// true as any; sent in another, two events of one second would be taken
+/// for a reordering.
+fn in_order(task: u64, events: &[Happening], rng: &mut Rng, seq: &mut u64) -> Vec<Delivery> {
+    /// Where relaycb-core folds an event: time, rank in the instant, key.
+    type Order = (i64, u8, u64);
+    let mut sent: Vec<(Order, i64, Vec<u8>)> = events
+        .iter()
+        .map(|happening| {
+            let at = happening.at_ms + rng.range(50, 400);
+            let callback = &happening.callback;
+            let body = encode(callback);
+            let key = DedupKey::of_body(&body).map_or(0, |key| key.short());
+            let happened = callback.occurred_at_ms().unwrap_or(happening.at_ms);
+            let order = (happened, same_instant_rank(&callback.event), key);
+            (order, at, body)
+        })
+        .collect();
+    sent.sort_by_key(|(order, ..)| *order);
+    let mut last = i64::MIN;
+    sent.into_iter()
+        .map(|(_, at, body)| {
+            last = last.max(at);
+            *seq += 1;
+            Delivery {
+                at_ms: last,
+                seq: *seq,
+                task,
+                body,
+            }
+        })
+        .collect()
 }
 
 /// The event in one of the documented drifts.

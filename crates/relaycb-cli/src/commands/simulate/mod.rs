@@ -19,7 +19,7 @@ use anyhow::Context;
 
 use super::replay::SendArgs;
 use crate::console::Console;
-use crate::send::{self, Outgoing};
+use crate::send::{self, Name, Outgoing};
 use crate::{Status, UsageError, time};
 use faults::Delivery;
 use history::Expected;
@@ -101,7 +101,9 @@ pub(crate) fn generate(plan: Plan) -> (Vec<Delivery>, Vec<Expected>) {
     for index in 0..u64::from(tasks) {
         let (events, task) = history::task(seed, index, files, start_s, hours);
         let mut rng = rng::Rng::fork(seed ^ 0xFA17_FA17, index);
-        all.extend(faults::deliveries(&events, &mut rng, faults, &mut seq));
+        all.extend(faults::deliveries(
+            index, &events, &mut rng, faults, &mut seq,
+        ));
         expected.push(task);
     }
     all.sort_by_key(|d| (d.at_ms, d.seq));
@@ -167,13 +169,15 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
             let options = args.send.options(url, args.speed)?;
             let first = deliveries.first().map_or(0, |d| d.at_ms);
             let speed = args.speed;
-            let outgoing = deliveries.into_iter().map(move |d| Outgoing {
+            let outgoing = deliveries.into_iter().zip(1..).map(move |(d, n)| Outgoing {
                 after: speed.map(|x| {
                     Duration::from_secs_f64(((d.at_ms - first) as f64 / 1000.0 / x).max(0.0))
                 }),
                 body: d.body,
+                task: Some(d.task),
+                name: Name::Nth(n),
             });
-            let mut report = send::send_all(&options, outgoing)?;
+            let mut report = send::send_all(&options, outgoing, &mut *console.err)?;
             write!(console.out, "{}", report.render(url))?;
             Ok(if report.given_up == 0 {
                 Status::Success

@@ -1,6 +1,7 @@
 //! A simulation is reproducible, decodes without error, and folds, through
 //! relaycb-core's tracker, into the histories it meant to tell.
 
+use relaycb_core::lifecycle::AnomalyKind;
 use relaycb_core::{DedupKey, Observation, Tracker, decode};
 
 use super::{Plan, generate};
@@ -133,4 +134,43 @@ fn tasks_kept_running_for_hours_restart_after_every_failure_and_fold_into_what_t
         let most = expected.iter().map(|e| e.starts).max().unwrap();
         assert!(most > 4, "at most {most} starts (files {files})");
     }
+}
+
+/// Without faults, a task's deliveries leave in the order its events
+/// happened: folding them, the tracker never finds one that overtook
+/// another.
+#[test]
+fn without_faults_no_delivery_overtakes_an_earlier_one_of_its_task() {
+    for (seed, files, hours) in [(1, 3, None), (2, 0, None), (3, 1, None), (4, 5, Some(24))] {
+        for start_s in [1_700_000_000, super::FIXED_START] {
+            let plan = Plan {
+                hours,
+                ..plan(seed, 40, files, false, start_s)
+            };
+            let (tracker, _) = fold(plan);
+            for task in tracker.tasks(None) {
+                let reordered: Vec<_> = task
+                    .anomalies
+                    .iter()
+                    .filter(|a| matches!(a.kind, AnomalyKind::OutOfOrder | AnomalyKind::TooLate))
+                    .collect();
+                assert!(
+                    reordered.is_empty(),
+                    "task {} (seed {seed}, files {files}): {reordered:?}",
+                    task.task_id
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn faults_still_reorder_deliveries() {
+    let (tracker, _) = fold(plan(1, 40, 3, true, super::FIXED_START));
+    let reordered = tracker
+        .tasks(None)
+        .flat_map(|t| t.anomalies)
+        .filter(|a| a.kind == AnomalyKind::OutOfOrder)
+        .count();
+    assert!(reordered > 0);
 }
