@@ -266,10 +266,10 @@ impl History {
             self.window.insert(position, entry);
             // FIXME: the current fold is computed again when next asked for,
             // from a copy of the settled fold and the whole window (about
-            // 40k instructions). Analysing a log asks only at the end, so a
-            // week's log folds in 0.8 s rather than 1.4 s (a fifth of its
-            // events arrive just behind another); the server, which may be
-            // asked after every arrival, still pays it per late arrival.
+            // 40k instructions). Analysing a log asks only at the end; the
+            // server, which may be asked after every arrival, pays it per
+            // late arrival, which is cheap only while late arrivals are
+            // rare (Tencent's retries, deliveries racing within a second).
             self.current.take();
         }
         if self.window.len() > REORDER_WINDOW {
