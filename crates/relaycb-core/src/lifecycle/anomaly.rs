@@ -72,6 +72,11 @@ pub(crate) struct Anomalies(Vec<Anomaly>);
 
 impl Anomalies {
     /// Records an occurrence shown by the given events (in event order).
+    /// The record keeps the latest [`EVENTS_KEPT`] of the events shown by
+    /// any occurrence, latest last: an event shown again moves to the end.
+    /// Only the last [`EVENTS_KEPT`] of `events` can be among them, so a
+    /// long list (every exit of a restart storm) costs no more than a short
+    /// one.
     pub(crate) fn record(&mut self, kind: AnomalyKind, at_ms: i64, events: &[u64], detail: String) {
         let index = match self.0.binary_search_by_key(&kind, |a| a.kind) {
             Ok(index) => index,
@@ -95,11 +100,9 @@ impl Anomalies {
             entry.at_ms = at_ms;
             entry.detail = detail;
         }
-        for id in events {
-            if !entry.events.contains(id) {
-                entry.events.push(*id);
-            }
-        }
+        let latest = &events[events.len().saturating_sub(EVENTS_KEPT)..];
+        entry.events.retain(|id| !latest.contains(id));
+        entry.events.extend_from_slice(latest);
         let excess = entry.events.len().saturating_sub(EVENTS_KEPT);
         entry.events.drain(..excess);
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::callback::{AlarmKind, Callback, Event};
 use crate::exit_code::{Explanation, explain};
-use crate::lifecycle::anomaly::{Anomalies, Anomaly, AnomalyKind};
+use crate::lifecycle::anomaly::{Anomalies, Anomaly, AnomalyKind, EVENTS_KEPT};
 
 /// The longest documented gap between `TaskStart` and the first file.
 const FIRST_FILE_WITHIN_MS: i64 = 2_000;
@@ -454,15 +454,21 @@ impl Fold {
                 {
                     self.recent_exits.pop_front();
                 }
-                if self.recent_exits.len() >= RESTART_LOOP_EXITS {
-                    let ids: Vec<u64> = self.recent_exits.iter().map(|(_, id)| *id).collect();
+                let exits = self.recent_exits.len();
+                if exits >= RESTART_LOOP_EXITS {
+                    // The record keeps only the latest exits; a storm of
+                    // them need not be copied whole at every exit.
+                    let ids: Vec<u64> = self
+                        .recent_exits
+                        .range(exits.saturating_sub(EVENTS_KEPT)..)
+                        .map(|(_, id)| *id)
+                        .collect();
                     self.anomalies.record(
                         AnomalyKind::RestartLoop,
                         at,
                         &ids,
                         format!(
-                            "{} exits within {} minutes",
-                            ids.len(),
+                            "{exits} exits within {} minutes",
                             RESTART_LOOP_WINDOW_MS / 60_000
                         ),
                     );

@@ -208,6 +208,33 @@ fn three_exits_in_ten_minutes_are_a_restart_loop() {
 }
 
 #[test]
+fn a_restart_storm_points_at_its_latest_exits() {
+    // A source that is down: the task starts and exits every 5 s for ten
+    // minutes, 120 exits in the loop window.
+    let mut s = Script::new();
+    let mut exit_ids = Vec::new();
+    for i in 0..120 {
+        s.feed(&callback(Some("1"), 1_000 + i * 5, start()));
+        exit_ids.push(s.next_id);
+        s.feed(&callback(Some("1"), 1_002 + i * 5, exit(-111)));
+    }
+    let st = s.state("1");
+    let latest = &exit_ids[exit_ids.len() - EVENTS_KEPT..];
+    let restart_loop = st
+        .anomalies
+        .iter()
+        .find(|a| a.kind == AnomalyKind::RestartLoop)
+        .expect("a restart loop");
+    assert_eq!(restart_loop.count, 118);
+    assert_eq!(restart_loop.events, latest);
+    assert_eq!(restart_loop.detail, "120 exits within 10 minutes");
+    let error = &st.anomalies[0];
+    assert_eq!(error.kind, AnomalyKind::ErrorExit);
+    assert_eq!(error.count, 120);
+    assert_eq!(error.events, latest);
+}
+
+#[test]
 fn an_exit_without_task_id_is_attributed_by_sources() {
     let mut s = Script::new();
     s.feed(&callback(Some("1"), 100, start()));
