@@ -82,6 +82,14 @@ impl Service {
         metrics.outbox_pending(pending);
         // New events go to the outbox only when they are to be published.
         let outbox = config.nats_url.as_ref().map(|_| Arc::new(Notify::new()));
+        if outbox.is_none() && pending > 0 {
+            // Another server (or an earlier run of this one) publishes;
+            // what this one stores is left out of NATS.
+            tracing::warn!(
+                pending,
+                "events wait in the store's outbox for NATS, but this server has no --nats-url: the callbacks it stores will not be published (give every server of a shared store the same --nats-url)"
+            );
+        }
         let store = StoreHandle::spawn(
             writer,
             reader,

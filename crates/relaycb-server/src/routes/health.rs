@@ -42,6 +42,15 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         // The figures are still worth serving; they are only behind.
         tracing::warn!(%error, "task state could not catch up with the store");
     }
+    if state.config.db.is_shared() {
+        // Any server sharing the store takes published events out of its
+        // outbox, so what this one queued and removed says nothing of
+        // what is left: ask the store.
+        match state.store.read(|reader| reader.outbox_len()).await {
+            Ok(pending) => state.metrics.outbox_pending(pending),
+            Err(error) => tracing::warn!(%error, "cannot count the outbox for the metrics"),
+        }
+    }
     let tasks = state.board.tasks(now_ms());
     let text = state
         .metrics

@@ -37,12 +37,14 @@ pub(crate) use writer::StoreHandle;
 /// What can go wrong in the store. Shown in logs only.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused an operation.
+    /// The database refused an operation. The message says it whole, so
+    /// the client's error is not also given as the source, which would
+    /// print it twice in a chain.
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The PostgreSQL server refused an operation or could not be reached.
-    #[error("postgres: {0}")]
-    Postgres(#[from] ::postgres::Error),
+    #[error("postgres: {}", postgres_text(.0))]
+    Postgres(::postgres::Error),
     /// Another server's events could not all be read before writing.
     #[error("the store holds events up to id {stored} but only {folded} could be read back")]
     Behind {
@@ -91,6 +93,36 @@ pub enum StoreError {
     /// A blocking read task failed.
     #[error("read task failed: {0}")]
     Join(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite(error)
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(error: ::postgres::Error) -> StoreError {
+        StoreError::Postgres(error)
+    }
+}
+
+/// What the PostgreSQL client says, whole: the server's own message when
+/// the server refused (`FATAL: database "x" does not exist`), else the
+/// client's words and their causes (`error connecting to server:
+/// Connection refused (os error 111)`).
+fn postgres_text(error: &::postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.to_string();
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// An accepted callback on its way to the store.

@@ -113,10 +113,57 @@ fn connect(config: &::postgres::Config) -> Result<Client, StoreError> {
     // A commit is durable before the writer answers anyone, whatever the
     // server's default.
     client.batch_execute("SET synchronous_commit = on")?;
+    // `CREATE TABLE IF NOT EXISTS` and the like answer with notices that
+    // would be logged at every start; warnings and errors still come.
+    client.batch_execute("SET client_min_messages = warning")?;
     Ok(client)
 }
 
+/// Creates the schema that the connection's `search_path` names first when
+/// none of its schemas exists yet (`?options=-csearch_path%3Drelaycb` on a
+/// fresh database), so that the tables have somewhere to go.
+fn ensure_schema(client: &mut Client) -> Result<(), StoreError> {
+    let current: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
+    if current.is_some() {
+        return Ok(());
+    }
+    let path: String = client.query_one("SHOW search_path", &[])?.get(0);
+    let Some(schema) = first_schema(&path) else {
+        // Nothing to create: PostgreSQL's own error says what is missing.
+        return Ok(());
+    };
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    match client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}")) {
+        Ok(()) => {
+            tracing::info!(schema, "created the schema named by search_path");
+            Ok(())
+        }
+        // A server starting at the same time may have created it first.
+        Err(error) => match client.query_one("SELECT current_schema()", &[])?.get(0) {
+            Some::<String>(_) => Ok(()),
+            None => Err(error.into()),
+        },
+    }
+}
+
+/// The first schema a `search_path` names, unquoted, other than `$user`.
+fn first_schema(search_path: &str) -> Option<String> {
+    search_path
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "\"$user\"" && *s != "$user")
+        .map(
+            |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => s.to_lowercase(),
+            },
+        )
+        .next()
+}
+
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    // Before the lock, whose key names the schema.
+    ensure_schema(client)?;
     client.execute(
         &format!("SELECT pg_advisory_lock($1, {SCHEMA_KEY})"),
         &[&MIGRATE_LOCK],
@@ -736,6 +783,21 @@ mod tests {
     use crate::store::StoreHandle;
     use crate::store::contract;
     use crate::telemetry::metrics::Metrics;
+
+    #[test]
+    fn the_first_schema_of_a_search_path_is_found_unquoted() {
+        assert_eq!(first_schema("relaycb").as_deref(), Some("relaycb"));
+        assert_eq!(
+            first_schema("\"$user\", Relaycb, public").as_deref(),
+            Some("relaycb")
+        );
+        assert_eq!(
+            first_schema("\"My \"\"Schema\"\"\"").as_deref(),
+            Some("My \"Schema\"")
+        );
+        assert_eq!(first_schema("\"$user\""), None);
+        assert_eq!(first_schema(""), None);
+    }
 
     /// A schema of its own in the database named by `RELAYCB_TEST_POSTGRES`,
     /// dropped at the end; `None`, with a message, when it is unset.

@@ -247,12 +247,14 @@ impl Metrics {
         self.batch_size.observe(size as f64);
     }
 
-    /// Sets the outbox size, as read from the store at start.
+    /// Sets the outbox size, as read from the store (at start, and before
+    /// each scrape of a store shared with other servers).
     pub(crate) fn outbox_pending(&self, n: u64) {
         self.nats_pending.set(n as i64);
     }
 
-    /// Follows the outbox size through a committed batch.
+    /// Follows the outbox size through a committed batch (exact while this
+    /// server is the store's only writer).
     pub(crate) fn outbox_changed(&self, queued: u64, removed: u64) {
         if queued != removed {
             self.nats_pending.inc_by(queued as i64 - removed as i64);

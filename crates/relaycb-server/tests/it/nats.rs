@@ -77,7 +77,7 @@ async fn post(running: &relaycb_server::Running, body: &str) {
 }
 
 /// The value of a metric without labels, from `/metrics`.
-async fn metric(running: &relaycb_server::Running, name: &str) -> f64 {
+pub(crate) async fn metric(running: &relaycb_server::Running, name: &str) -> f64 {
     let text = reqwest::get(format!("http://{}/metrics", running.local_addr()))
         .await
         .unwrap()
@@ -90,7 +90,7 @@ async fn metric(running: &relaycb_server::Running, name: &str) -> f64 {
 }
 
 /// Waits until `check` holds, at most [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

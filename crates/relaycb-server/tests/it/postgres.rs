@@ -333,6 +333,24 @@ async fn servers_starting_together_migrate_the_schema_once() {
 }
 
 #[tokio::test]
+async fn a_schema_named_by_search_path_is_created_when_missing() {
+    let Some(db) = TestDb::create("a_schema_named_by_search_path_is_created") else {
+        return;
+    };
+    db.sql(&format!("DROP SCHEMA {}", db.schema));
+    let server = relaycb_server::start(db.config()).await.unwrap();
+    server.shutdown().await.unwrap();
+    let tables = db.number(&format!(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{}' AND table_name = 'events'",
+        db.schema
+    ));
+    assert_eq!(
+        tables, 1,
+        "the events table is in the schema of search_path"
+    );
+}
+
+#[tokio::test]
 async fn two_servers_on_one_database_publish_each_event_once_in_order_per_task() {
     use crate::nats::{body, by_task, delete_stream, key, messages, unique};
     let Some(db) = TestDb::create("two_servers_on_one_database_publish") else {
@@ -393,6 +411,59 @@ async fn two_servers_on_one_database_publish_each_event_once_in_order_per_task()
         server.shutdown().await.unwrap();
     }
     assert_eq!(db.number("SELECT count(*) FROM outbox"), 0);
+    delete_stream(&nats, &stream).await;
+}
+
+#[tokio::test]
+async fn every_server_reports_what_the_shared_outbox_holds_whoever_publishes_it() {
+    use crate::nats::{body, delete_stream, eventually, messages, metric, unique};
+    let Some(db) = TestDb::create("every_server_reports_the_shared_outbox") else {
+        return;
+    };
+    let Ok(nats) = std::env::var("RELAYCB_TEST_NATS") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped every_server_reports_the_shared_outbox: RELAYCB_TEST_NATS is not set"
+        );
+        return;
+    };
+    let (stream, prefix) = (unique("RELAYCB_PG_PENDING"), unique("relaycbpending"));
+    let flags = |url: &str| {
+        Config::parse_from([
+            "relaycb-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db.url,
+            "--nats-url",
+            url,
+            "--nats-stream",
+            &stream,
+            "--nats-subject-prefix",
+            &prefix,
+            "--nats-retry-max",
+            "500ms",
+        ])
+    };
+    // The first server cannot reach NATS (nothing listens on port 1); the
+    // second publishes what the first stores.
+    let cut_off = relaycb_server::start(flags("nats://127.0.0.1:1"))
+        .await
+        .unwrap();
+    let publishing = relaycb_server::start(flags(&nats)).await.unwrap();
+    let client = reqwest::Client::new();
+    for n in 1..=4 {
+        post(&client, &cut_off, body("330001", "VodSourceFileStart", n)).await;
+    }
+    messages(&nats, &stream, 4).await;
+    eventually("the outbox emptied", || async {
+        db.number("SELECT count(*) FROM outbox") == 0
+    })
+    .await;
+    assert_eq!(metric(&cut_off, "relaycb_nats_pending").await, 0.0);
+    assert_eq!(metric(&publishing, "relaycb_nats_pending").await, 0.0);
+    cut_off.shutdown().await.unwrap();
+    publishing.shutdown().await.unwrap();
     delete_stream(&nats, &stream).await;
 }
 
