@@ -358,7 +358,7 @@ impl Fold {
                             AnomalyKind::LateFileStart,
                             at,
                             &[start_id, entry.id],
-                            format!("the first file started {} s after the task", gap / 1000),
+                            format!("the first file started {} after the task", span_text(gap)),
                         );
                     }
                 }
@@ -409,10 +409,10 @@ impl Fold {
                                 at,
                                 &[current.event, entry.id],
                                 format!(
-                                    "file {} played {} s of its {} s",
+                                    "file {} played {} of its {}",
                                     index_text(file.index),
-                                    played / 1000,
-                                    duration
+                                    span_text(played),
+                                    span_text(expected)
                                 ),
                             );
                         }
@@ -495,12 +495,19 @@ pub(crate) fn overdue(state: &TaskState, now_ms: i64) -> Option<(i64, u64, Strin
             now_ms,
             file.event,
             format!(
-                "file {} should have ended {} s ago and has not finished",
+                "file {} should have ended {} ago and has not finished",
                 index_text(file.index),
-                (now_ms - end) / 1000
+                span_text(now_ms - end)
             ),
         )
     })
+}
+
+/// A span of milliseconds in whole seconds, as people read it (`2h 5m 3s`,
+/// `1year 3days 4h 12s`, a year being 365.25 days).
+fn span_text(ms: i64) -> String {
+    let seconds = u64::try_from(ms / 1000).unwrap_or(0);
+    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
 }
 
 fn index_text(index: Option<u32>) -> String {

@@ -143,7 +143,12 @@ fn a_late_first_file_is_flagged() {
         105,
         Event::VodSourceFileStart(file(0, 60)),
     ));
-    assert_eq!(kinds(&s.state("1")), [AnomalyKind::LateFileStart]);
+    let st = s.state("1");
+    assert_eq!(kinds(&st), [AnomalyKind::LateFileStart]);
+    assert_eq!(
+        st.anomalies[0].detail,
+        "the first file started 5s after the task"
+    );
 }
 
 #[test]
@@ -173,7 +178,9 @@ fn a_file_ending_well_before_its_duration_is_flagged() {
         161,
         Event::VodSourceFileFinish(file(0, 600)),
     ));
-    assert_eq!(kinds(&s.state("1")), [AnomalyKind::FileEndedEarly]);
+    let st = s.state("1");
+    assert_eq!(kinds(&st), [AnomalyKind::FileEndedEarly]);
+    assert_eq!(st.anomalies[0].detail, "file 0 played 1m of its 10m");
 }
 
 #[test]
@@ -189,6 +196,16 @@ fn an_overdue_file_is_flagged_as_of_now() {
     assert!(early.anomalies.is_empty());
     let late = s.tracker.task("1", Some(1_000_000)).unwrap();
     assert_eq!(kinds(&late), [AnomalyKind::FileOverdue]);
+    // Ended at 161 s, seen at 1,000 s: a span people read at a glance.
+    assert_eq!(
+        late.anomalies[0].detail,
+        "file 0 should have ended 13m 59s ago and has not finished"
+    );
+    let a_year_on = s.tracker.task("1", Some(161_000 + 31_571_021_000)).unwrap();
+    assert_eq!(
+        a_year_on.anomalies[0].detail,
+        "file 0 should have ended 1year 3h 43m 41s ago and has not finished"
+    );
 }
 
 #[test]

@@ -160,7 +160,7 @@ fn redact_in(value: &mut Value) {
                     *v = Value::String(format!("[{key}]"));
                 } else if key == "detail" {
                     if let Value::String(text) = v {
-                        *text = seconds_ago(text);
+                        *text = time_ago(text);
                     }
                 } else {
                     redact_in(v);
@@ -172,13 +172,16 @@ fn redact_in(value: &mut Value) {
     }
 }
 
-/// "ended 1234 s ago" depends on today's date: "ended [n] s ago".
-fn seconds_ago(text: &str) -> String {
-    let Some(end) = text.find(" s ago") else {
+/// "should have ended 3h 2m 1s ago" depends on today's date: "should have
+/// ended [n] ago".
+fn time_ago(text: &str) -> String {
+    const ENDED: &str = "should have ended ";
+    let (Some(start), Some(end)) = (text.find(ENDED), text.find(" ago")) else {
         return text.to_owned();
     };
-    let start = text[..end]
-        .rfind(|c: char| !c.is_ascii_digit())
-        .map_or(0, |i| i + 1);
+    let start = start + ENDED.len();
+    if start > end {
+        return text.to_owned();
+    }
     format!("{}[n]{}", &text[..start], &text[end..])
 }
