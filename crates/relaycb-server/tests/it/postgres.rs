@@ -350,40 +350,68 @@ async fn a_schema_named_by_search_path_is_created_when_missing() {
     );
 }
 
-#[tokio::test]
-async fn two_servers_on_one_database_publish_each_event_once_in_order_per_task() {
-    use crate::nats::{body, by_task, delete_stream, key, messages, unique};
-    let Some(db) = TestDb::create("two_servers_on_one_database_publish") else {
-        return;
-    };
-    let Ok(nats) = std::env::var("RELAYCB_TEST_NATS") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped two_servers_on_one_database_publish: RELAYCB_TEST_NATS is not set"
-        );
-        return;
-    };
-    let (stream, prefix) = (unique("RELAYCB_PG"), unique("relaycbpg"));
-    let flags = |url: &str| {
+/// A stream and subject prefix of a test's own for servers on one
+/// PostgreSQL store publishing to the NATS server named by
+/// `RELAYCB_TEST_NATS`; `None`, saying the test was skipped, when it is unset.
+struct SharedNats {
+    url: String,
+    stream: String,
+    prefix: String,
+    db_url: String,
+}
+
+impl SharedNats {
+    fn new(db: &TestDb, test: &str, tag: &str) -> Option<SharedNats> {
+        use crate::nats::unique;
+        let Ok(url) = std::env::var("RELAYCB_TEST_NATS") else {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test}: RELAYCB_TEST_NATS is not set"
+            );
+            return None;
+        };
+        Some(SharedNats {
+            url,
+            stream: unique(&format!("RELAYCB_PG_{tag}")),
+            prefix: unique(&format!("relaycbpg{}", tag.to_lowercase())),
+            db_url: db.url.clone(),
+        })
+    }
+
+    /// A server on the shared store that publishes to `nats_url`.
+    fn config(&self, nats_url: &str) -> Config {
         Config::parse_from([
             "relaycb-server",
             "--listen",
             "127.0.0.1:0",
             "--db",
-            &db.url,
+            &self.db_url,
             "--nats-url",
-            url,
+            nats_url,
             "--nats-stream",
-            &stream,
+            &self.stream,
             "--nats-subject-prefix",
-            &prefix,
+            &self.prefix,
             "--nats-retry-max",
             "500ms",
         ])
+    }
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_publish_each_event_once_in_order_per_task() {
+    use crate::nats::{body, by_task, delete_stream, key, messages};
+    let Some(db) = TestDb::create("two_servers_on_one_database_publish") else {
+        return;
     };
+    let Some(shared) = SharedNats::new(&db, "two_servers_on_one_database_publish", "PUBLISH")
+    else {
+        return;
+    };
+    let (nats, stream) = (&shared.url, &shared.stream);
     let servers = [
-        relaycb_server::start(flags(&nats)).await.unwrap(),
-        relaycb_server::start(flags(&nats)).await.unwrap(),
+        relaycb_server::start(shared.config(nats)).await.unwrap(),
+        relaycb_server::start(shared.config(nats)).await.unwrap(),
     ];
     let client = reqwest::Client::new();
     let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -405,57 +433,37 @@ async fn two_servers_on_one_database_publish_each_event_once_in_order_per_task()
                 .push(key(&body));
         }
     }
-    let got = messages(&nats, &stream, 8).await;
+    let got = messages(nats, stream, 8).await;
     assert_eq!(by_task(&got), expected);
     for server in servers {
         server.shutdown().await.unwrap();
     }
     assert_eq!(db.number("SELECT count(*) FROM outbox"), 0);
-    delete_stream(&nats, &stream).await;
+    delete_stream(nats, stream).await;
 }
 
 #[tokio::test]
 async fn every_server_reports_what_the_shared_outbox_holds_whoever_publishes_it() {
-    use crate::nats::{body, delete_stream, eventually, messages, metric, unique};
+    use crate::nats::{body, delete_stream, eventually, messages, metric};
     let Some(db) = TestDb::create("every_server_reports_the_shared_outbox") else {
         return;
     };
-    let Ok(nats) = std::env::var("RELAYCB_TEST_NATS") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped every_server_reports_the_shared_outbox: RELAYCB_TEST_NATS is not set"
-        );
+    let Some(shared) = SharedNats::new(&db, "every_server_reports_the_shared_outbox", "PENDING")
+    else {
         return;
     };
-    let (stream, prefix) = (unique("RELAYCB_PG_PENDING"), unique("relaycbpending"));
-    let flags = |url: &str| {
-        Config::parse_from([
-            "relaycb-server",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db.url,
-            "--nats-url",
-            url,
-            "--nats-stream",
-            &stream,
-            "--nats-subject-prefix",
-            &prefix,
-            "--nats-retry-max",
-            "500ms",
-        ])
-    };
+    let (nats, stream) = (&shared.url, &shared.stream);
     // The first server cannot reach NATS (nothing listens on port 1); the
     // second publishes what the first stores.
-    let cut_off = relaycb_server::start(flags("nats://127.0.0.1:1"))
+    let cut_off = relaycb_server::start(shared.config("nats://127.0.0.1:1"))
         .await
         .unwrap();
-    let publishing = relaycb_server::start(flags(&nats)).await.unwrap();
+    let publishing = relaycb_server::start(shared.config(nats)).await.unwrap();
     let client = reqwest::Client::new();
     for n in 1..=4 {
         post(&client, &cut_off, body("330001", "VodSourceFileStart", n)).await;
     }
-    messages(&nats, &stream, 4).await;
+    messages(nats, stream, 4).await;
     eventually("the outbox emptied", || async {
         db.number("SELECT count(*) FROM outbox") == 0
     })
@@ -464,7 +472,7 @@ async fn every_server_reports_what_the_shared_outbox_holds_whoever_publishes_it(
     assert_eq!(metric(&publishing, "relaycb_nats_pending").await, 0.0);
     cut_off.shutdown().await.unwrap();
     publishing.shutdown().await.unwrap();
-    delete_stream(&nats, &stream).await;
+    delete_stream(nats, stream).await;
 }
 
 /// Sends every documentation fixture, one of them twice, and one refused
