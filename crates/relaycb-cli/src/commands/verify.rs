@@ -1,5 +1,6 @@
 //! `relaycb verify`: checks the `t`/`sign` of signed bodies against one or
-//! more keys and says which check failed.
+//! more keys and says which check failed. Among several inputs, each body
+//! is named by its file (and line), as `check` names them.
 
 use std::time::Duration;
 
@@ -12,9 +13,9 @@ use crate::{Status, time};
 /// Arguments of `relaycb verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The signed body: a file, or `-` for standard input.
-    #[arg(default_value = "-")]
-    pub input: String,
+    /// The signed bodies: files, or `-` for standard input.
+    #[arg(default_value = "-", value_name = "FILE")]
+    pub inputs: Vec<String>,
     /// A callback key; repeat it to accept any of several (during a key
     /// rotation).
     #[arg(
@@ -35,17 +36,52 @@ pub struct Args {
     pub layout: Layout,
 }
 
-/// Verifies every body of the input; fails if any is refused.
+/// Verifies every body of every input; fails if any is refused or an
+/// input cannot be read.
 pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
     let ring = KeyRing::new(args.keys.iter().cloned()).with_skew(Duration::from_secs(args.skew));
     if ring.is_empty() {
         return Err(crate::UsageError("--key must not be empty".into()).into());
     }
+    input::stdin_at_most_once(&args.inputs)?;
     let now = args.now.unwrap_or_else(time::now_seconds);
-    let bytes = input::read_all(&args.input)?;
+    let several = args.inputs.len() > 1;
     let mut refused = 0usize;
-    for item in input::split(&bytes, args.layout) {
-        let prefix = item.prefix();
+    for path in &args.inputs {
+        let name = input::name(path);
+        let bytes = match input::read_all(path) {
+            Ok(bytes) => bytes,
+            // One input alone fails as any command does; among several,
+            // the others are still verified.
+            Err(error) if several => {
+                refused += 1;
+                writeln!(console.err, "error: {error:#}")?;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        refused += verify(&bytes, args, &ring, now, several.then_some(name), console)?;
+    }
+    Ok(if refused == 0 {
+        Status::Success
+    } else {
+        Status::Failure
+    })
+}
+
+/// Verifies every body of one input, each named by `file` (among several
+/// inputs) and its line; returns how many were refused.
+fn verify(
+    bytes: &[u8],
+    args: &Args,
+    ring: &KeyRing,
+    now: i64,
+    file: Option<&str>,
+    console: &mut Console<'_>,
+) -> anyhow::Result<usize> {
+    let mut refused = 0usize;
+    for item in input::split(bytes, args.layout) {
+        let prefix = item.prefix_in(file);
         let decoded = match &item.body {
             Ok(body) => decode(body).map_err(|e| e.to_string()),
             Err(reason) => Err(reason.clone()),
@@ -79,9 +115,5 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
             }
         }
     }
-    Ok(if refused == 0 {
-        Status::Success
-    } else {
-        Status::Failure
-    })
+    Ok(refused)
 }

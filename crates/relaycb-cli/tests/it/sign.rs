@@ -100,3 +100,42 @@ fn verify_accepts_a_good_signature_and_names_each_failed_check() {
         )
     );
 }
+
+#[test]
+fn verify_of_several_files_names_each_body_by_its_file_and_fails_if_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = signed_body(&dir, 1_700_000_600, "bae57a7a26dc8fe289f922d0ba53dde8");
+    let forged = signed_body(&dir, 1_700_000_600, "00000000000000000000000000000000");
+    let run = relaycb(&[
+        "verify",
+        "--key",
+        "key",
+        "--now",
+        "1700000000",
+        &good,
+        &good,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(run.out.lines().count(), 2, "{}", run.out);
+
+    let missing = dir.path().join("missing.json");
+    let run = relaycb(&[
+        "verify",
+        "--key",
+        "key",
+        "--now",
+        "1700000000",
+        &good,
+        &forged,
+        &missing.to_string_lossy(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.err);
+    assert_eq!(
+        run.out,
+        format!(
+            "{good}: signature valid: t 1700000600 expires 2023-11-14T22:23:20Z (600 s from now)\n\
+             {forged}: signature refused: signature mismatch: sign does not match any configured key\n",
+        )
+    );
+    assert!(run.err.contains("missing.json"), "{}", run.err);
+}
