@@ -685,8 +685,9 @@ impl Reader for PgReader {
         })
     }
 
-    // FIXME: a task that runs for months has a long timeline and all of it
-    // is returned; page it like `/api/events` if that becomes a problem.
+    // FIXME: a task that runs for months has a long timeline, and all of it
+    // is read although its page shows only the latest events (`?limit=`);
+    // read those alone (a timeline is in event order, not id order).
     fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError> {
         self.with(|client| {
             let sql = format!(

@@ -259,7 +259,24 @@ async fn a_task_shows_its_timeline_in_event_order() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     assert_eq!(task["task_id"], "200004");
+    assert_eq!(task["events_total"], events.len());
     insta::assert_json_snapshot!(redact(task["anomalies"].clone()));
+
+    // `limit` keeps the latest events, still in event order.
+    let latest = h.ok("/api/tasks/200004?limit=2").await;
+    assert_eq!(latest["events_total"], events.len());
+    assert_eq!(
+        latest["events"].as_array().unwrap(),
+        &events[events.len() - 2..]
+    );
+    let (status, answer) = h.get("/api/tasks/200004?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = h.get("/api/tasks/200004?cursor=3").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("`cursor`"),
+        "{answer}"
+    );
     h.close().await;
 }
 

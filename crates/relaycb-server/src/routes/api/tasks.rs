@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::events::event_view;
-use super::{query, rfc3339, store_failed};
+use super::{limit, query, rfc3339, store_failed};
 use crate::error::ApiError;
 use crate::routes::AppState;
 use crate::store::writer::now_ms;
@@ -177,23 +177,36 @@ pub(crate) async fn tasks(
     })))
 }
 
-/// `GET /api/tasks/{task_id}`: the task at the top level, and its events
-/// in event order.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskParams {
+    limit: Option<String>,
+}
+
+/// `GET /api/tasks/{task_id}?limit=`: the task at the top level, and the
+/// latest `limit` of its events in event order; `events_total` says how
+/// many it has, and `/api/events?task_id=` pages through all of them.
 pub(crate) async fn task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
+    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let params: TaskParams = query(&uri)?;
+    let shown = limit(params.limit.as_deref())?;
     state.refresh_tasks().await.map_err(|e| store_failed(&e))?;
     let Some(task) = state.board.task(&task_id, now_ms()) else {
         return Err(ApiError::not_found(format!("no task {task_id:?}")));
     };
     let id = task_id.clone();
-    let rows = state
+    let mut rows = state
         .store
         .read(move |r| r.timeline(&id))
         .await
         .map_err(|e| store_failed(&e))?;
+    let total = rows.len();
+    let rows = rows.split_off(total.saturating_sub(shown));
     let mut view = serde_json::to_value(TaskView::from(task)).expect("views serialise");
-    view["events"] = Value::Array(rows.into_iter().map(|r| event_view(&r)).collect());
+    view["events"] = Value::Array(rows.iter().map(event_view).collect());
+    view["events_total"] = json!(total);
     Ok(Json(view))
 }
