@@ -55,7 +55,8 @@ pub struct Anomaly {
     pub kind: AnomalyKind,
     /// How many times it happened.
     pub count: u64,
-    /// What the latest occurrence was, in words.
+    /// What the latest occurrence was, in words (an error exit's also
+    /// counts the task's error exits by code when their codes differ).
     pub detail: String,
     /// When the latest occurrence happened, ms since the epoch.
     pub at_ms: i64,

@@ -429,15 +429,25 @@ impl Fold {
                 if let (Some(code), Some(explanation)) = (code, &explanation)
                     && *code != 0
                 {
-                    self.anomalies.record(
-                        AnomalyKind::ErrorExit,
-                        at,
-                        &[entry.id],
-                        format!(
-                            "exited with {code} ({}): {}",
-                            explanation.name, explanation.summary
-                        ),
+                    let mut detail = format!(
+                        "exited with {code} ({}): {}",
+                        explanation.name, explanation.summary
                     );
+                    // One record stands for every error exit: when their
+                    // codes differ, say so rather than let the latest speak
+                    // for all.
+                    let errors: Vec<(&String, &u64)> = s
+                        .exits
+                        .iter()
+                        .filter(|(code, _)| *code != "0" && *code != "none")
+                        .collect();
+                    if errors.len() > 1 {
+                        let counts: Vec<String> =
+                            errors.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
+                        detail = format!("{detail}; error exits by code: {}", counts.join(", "));
+                    }
+                    self.anomalies
+                        .record(AnomalyKind::ErrorExit, at, &[entry.id], detail);
                 }
                 s.last_exit = Some(LastExit {
                     code: *code,

@@ -107,6 +107,35 @@ fn an_exit_then_a_start_is_a_restart() {
     let st = s.state("7");
     assert_eq!((st.phase, st.starts, st.restarts), (Phase::Running, 2, 1));
     assert_eq!(st.exits.get("-875574520"), Some(&1));
+    assert_eq!(
+        st.anomalies[0].detail,
+        "exited with -875574520 (AVERROR_HTTP_NOT_FOUND): the source answered HTTP 404: the file or stream is gone"
+    );
+}
+
+#[test]
+fn error_exits_of_several_codes_are_counted_by_code_in_their_record() {
+    let mut s = Script::new();
+    let t = Some("7");
+    for (at, code) in [(100, -875574520), (200, -22), (300, 0), (400, -22)] {
+        s.feed(&callback(t, at, start()));
+        s.feed(&callback(t, at + 50, exit(code)));
+    }
+    let st = s.state("7");
+    let error_exit = st
+        .anomalies
+        .iter()
+        .find(|a| a.kind == AnomalyKind::ErrorExit)
+        .unwrap();
+    assert_eq!(error_exit.count, 3);
+    assert!(
+        error_exit.detail.starts_with("exited with -22 (EINVAL): ")
+            && error_exit
+                .detail
+                .ends_with("; error exits by code: -22 ×2, -875574520 ×1"),
+        "{}",
+        error_exit.detail
+    );
 }
 
 #[test]
