@@ -306,6 +306,61 @@ fn simulate_sends_like_tencent_and_the_server_folds_the_same_histories() {
     assert_eq!(histories(&stored), histories(&sent));
 }
 
+/// Sent as fast as allowed with no `--start`, a simulation tells of events
+/// that have just happened, never of events to come; `--first-task` keeps
+/// two simulations sent to one receiver apart.
+#[test]
+fn simulate_to_a_receiver_ends_its_histories_now_and_numbers_tasks_from_first_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir);
+    let url = server.url();
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for first in ["300000", "400000"] {
+        let run = relaycb(&[
+            "simulate",
+            "--to",
+            &url,
+            "--tasks",
+            "2",
+            "--seed",
+            "9",
+            "--first-task",
+            first,
+        ]);
+        assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    }
+    let after_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let tasks = server.tasks();
+    server.stop();
+    let tasks = tasks["tasks"].as_array().unwrap();
+    let ids: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["300000", "300001", "400000", "400001"]);
+    // The same seed tells the same histories under other ids: the two
+    // simulations did not mix.
+    for (a, b) in [(0, 2), (1, 3)] {
+        assert_eq!(tasks[a]["starts"], tasks[b]["starts"]);
+        assert_eq!(tasks[a]["event_count"], tasks[b]["event_count"]);
+    }
+    let last = tasks
+        .iter()
+        .map(|t| t["last_event_at_ms"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        last <= after_ms && last >= before_ms - 10_000,
+        "the latest event at {last} ms, sent between {before_ms} and {after_ms}"
+    );
+}
+
 /// A receiver that answers 503 to the first attempt of each body and 200
 /// to the next, counting attempts.
 async fn flaky_receiver() -> (SocketAddr, Arc<Mutex<HashMap<Vec<u8>, u32>>>) {

@@ -147,7 +147,9 @@ impl Task<'_> {
     }
 }
 
-/// The history of task number `index` (0-based) of a simulation. With
+/// The history of task number `index` (0-based) of a simulation, whose id
+/// is `first_task + index`; the history depends on the seed and the
+/// index, not on the id. With
 /// `hours`, the task runs that long: its playlist loops, and it is started
 /// again after every failure, as a task pushed around the clock; without,
 /// it plays its playlist 1 to 3 times and is left exited after
@@ -155,12 +157,13 @@ impl Task<'_> {
 pub(crate) fn task(
     seed: u64,
     index: u64,
+    first_task: u64,
     files: u32,
     start_s: i64,
     hours: Option<u32>,
 ) -> (Vec<Happening>, Expected) {
     let mut rng = Rng::fork(seed, index);
-    let id = (300_000 + index).to_string();
+    let id = first_task.saturating_add(index).to_string();
     let sources = if files == 0 {
         vec![format!("rtmp://origin.example.com/live/src{id}")]
     } else {

@@ -28,6 +28,9 @@ use history::Expected;
 /// so that a seed always gives the same file (2025-12-04T00:00:00Z).
 const FIXED_START: i64 = 1_764_806_400;
 
+/// The id of the first simulated task unless `--first-task` says another.
+const FIRST_TASK: u64 = 300_000;
+
 /// The most files a relay task's playlist may hold.
 const MAX_FILES: u32 = 30;
 
@@ -64,9 +67,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub out: Option<String>,
     /// Unix time at which the histories start (default: 2025-12-04T00:00:00Z
-    /// with --out, now with --to).
+    /// with --out; with --to, now when --speed paces the sending, else so
+    /// that the histories end now, as if they had just happened).
     #[arg(long, value_name = "UNIX")]
     pub start: Option<i64>,
+    /// The id of the first task; the others count on from it (so that
+    /// simulations sent to one receiver can be told apart).
+    #[arg(long, value_name = "ID", default_value_t = FIRST_TASK)]
+    pub first_task: u64,
     #[command(flatten)]
     pub send: SendArgs,
 }
@@ -80,6 +88,7 @@ pub(crate) struct Plan {
     pub(crate) hours: Option<u32>,
     pub(crate) faults: bool,
     pub(crate) start_s: i64,
+    pub(crate) first_task: u64,
 }
 
 /// Every delivery of a simulation in sending order, and what each task's
@@ -92,6 +101,7 @@ pub(crate) fn generate(plan: Plan) -> (Vec<Delivery>, Vec<Expected>) {
         hours,
         faults,
         start_s,
+        first_task,
     } = plan;
     // FIXME: every delivery is held until sorted by time; a simulation of
     // millions of events would rather merge the tasks' streams lazily.
@@ -99,7 +109,7 @@ pub(crate) fn generate(plan: Plan) -> (Vec<Delivery>, Vec<Expected>) {
     let mut expected = Vec::with_capacity(tasks as usize);
     let mut seq = 0;
     for index in 0..u64::from(tasks) {
-        let (events, task) = history::task(seed, index, files, start_s, hours);
+        let (events, task) = history::task(seed, index, first_task, files, start_s, hours);
         let mut rng = rng::Rng::fork(seed ^ 0xFA17_FA17, index);
         all.extend(faults::deliveries(
             index, &events, &mut rng, faults, &mut seq,
@@ -124,25 +134,41 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         ))
         .into());
     }
-    let seed = args.seed.unwrap_or_else(|| time::now_ms() as u64);
-    let start = args.start.unwrap_or_else(|| {
-        if args.out.is_some() {
-            FIXED_START
-        } else {
-            time::now_seconds()
-        }
-    });
     if args.hours == Some(0) {
         return Err(UsageError("--hours must be at least 1".into()).into());
     }
-    let (deliveries, expected) = generate(Plan {
+    // The file is made before the work, so that a path that cannot be
+    // written fails at once.
+    let out = match args.out.as_deref() {
+        Some("-") | None => None,
+        Some(path) => {
+            Some(std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?)
+        }
+    };
+    let seed = args.seed.unwrap_or_else(|| time::now_ms() as u64);
+    let now = time::now_seconds();
+    let mut plan = Plan {
         seed,
         tasks: args.tasks,
         files: args.files,
         hours: args.hours,
         faults: args.faults,
-        start_s: start,
-    });
+        start_s: args
+            .start
+            .unwrap_or(if args.out.is_some() { FIXED_START } else { now }),
+        first_task: args.first_task,
+    };
+    let (mut deliveries, mut expected) = generate(plan);
+    // Sent as fast as allowed, histories that start now would tell of
+    // events to come: start them earlier by their length, so that they end
+    // now. The same seed tells the same histories from any start.
+    if args.out.is_none() && args.start.is_none() && args.speed.is_none() {
+        let last_s = deliveries.iter().map(|d| d.at_ms).max().unwrap_or(0) / 1000;
+        if last_s > now {
+            plan.start_s -= last_s - now;
+            (deliveries, expected) = generate(plan);
+        }
+    }
     let events: u64 = expected
         .iter()
         .map(|e| {
@@ -162,7 +188,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     )?;
     match (&args.out, &args.send.to) {
         (Some(path), _) => {
-            write_out(path, &deliveries, args.send.key.as_deref(), console)?;
+            write_out(path, out, &deliveries, args.send.key.as_deref(), console)?;
             Ok(Status::Success)
         }
         (None, Some(url)) => {
@@ -189,18 +215,19 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     }
 }
 
+/// Writes the bodies to `file`, made for `path`, or to standard output
+/// when there is none (`-`).
 fn write_out(
     path: &str,
+    file: Option<std::fs::File>,
     deliveries: &[Delivery],
     key: Option<&str>,
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
-    let mut file;
-    let target: &mut dyn Write = if path == "-" {
-        &mut *console.out
-    } else {
-        file = std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?;
-        &mut file
+    let mut file = file;
+    let target: &mut dyn Write = match &mut file {
+        Some(file) => file,
+        None => &mut *console.out,
     };
     let mut out = BufWriter::new(target);
     for delivery in deliveries {

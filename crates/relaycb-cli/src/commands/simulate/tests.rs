@@ -14,6 +14,7 @@ fn plan(seed: u64, tasks: u32, files: u32, faults: bool, start_s: i64) -> Plan {
         hours: None,
         faults,
         start_s,
+        first_task: super::FIRST_TASK,
     }
 }
 
