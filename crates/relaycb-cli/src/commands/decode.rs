@@ -236,7 +236,7 @@ fn event_time(c: &Callback) -> String {
 fn instant_ms(ms: Option<i64>) -> String {
     match ms {
         None => "(absent)".into(),
-        Some(0) => "0 (not given)".into(),
+        Some(0) => "unknown (given as 0)".into(),
         Some(ms) => format!("{} ({ms})", time::utc_ms(ms)),
     }
 }
@@ -245,7 +245,7 @@ fn msg_lines(c: &Callback, console: &Console<'_>) -> Vec<(&'static str, String)>
     let mut lines = Vec::new();
     match &c.event {
         Event::TaskStart { task_start_time } => {
-            lines.push(("started", instant_ms(*task_start_time)));
+            lines.push(("started at", instant_ms(*task_start_time)));
         }
         Event::VodSourceFileStart(file) | Event::VodSourceFileFinish(file) => {
             let index = file.index.map_or_else(|| "?".into(), |i| i.to_string());
@@ -260,7 +260,7 @@ fn msg_lines(c: &Callback, console: &Console<'_>) -> Vec<(&'static str, String)>
             lines.push(("duration", duration));
         }
         Event::TaskExit(exit) => {
-            lines.push(("exited", instant_ms(exit.task_exit_time)));
+            lines.push(("exited at", instant_ms(exit.task_exit_time)));
             match exit.code {
                 Some(code) => {
                     let explanation = explain(code);
