@@ -162,10 +162,17 @@ fn decode_via<'b>(
             1 => " (and 1 more)".to_owned(),
             n => format!(" (and {n} more)"),
         };
+        // The error names the field; a deviation of the body as a whole
+        // (a byte order mark) has none, and says `body` itself.
+        let (path, what) = if first.path.is_empty() {
+            (None, first.to_string())
+        } else {
+            (Some(first.path.as_str()), first.kind.to_string())
+        };
         return Err(Error::new(
             Category::Deviation,
-            Some(&first.path),
-            format!("strict decoding refuses deviations: {first}{tail}"),
+            path,
+            format!("strict decoding refuses deviations: {what}{tail}"),
         ));
     }
     Ok(Decoded {

@@ -118,8 +118,14 @@ impl fmt::Display for Deviation {
         } else {
             &self.path
         };
-        write!(f, "{path}: ")?;
-        match &self.kind {
+        write!(f, "{path}: {}", self.kind)
+    }
+}
+
+/// What was different, without where (`string sent as a number`).
+impl fmt::Display for DeviationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             DeviationKind::Alias { found } => write!(f, "spelled `{found}`"),
             DeviationKind::NumberAsString => f.write_str("number sent as a string"),
             DeviationKind::StringAsNumber => f.write_str("string sent as a number"),

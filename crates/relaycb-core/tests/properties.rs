@@ -321,7 +321,15 @@ fn strict_decoding_refuses_what_lenient_decoding_reports() {
     assert_eq!(error.path(), Some("appid"));
     assert_eq!(
         error.to_string(),
-        "appid: strict decoding refuses deviations: appid: spelled `appId`"
+        "appid: strict decoding refuses deviations: spelled `appId`"
+    );
+    // A deviation of the body as a whole names no field.
+    let body = std::fs::read("../../fixtures/drift/byte_order_mark.json").unwrap();
+    let error = decode_with(&body, DecodeOptions { strict: true }).unwrap_err();
+    assert_eq!(error.path(), None);
+    assert_eq!(
+        error.to_string(),
+        "strict decoding refuses deviations: body: starts with a UTF-8 byte order mark"
     );
 }
 
