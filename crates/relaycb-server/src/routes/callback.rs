@@ -228,7 +228,7 @@ fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
 }
 
 // FIXME: durable ingest at 64 clients serves 0.36 of the no-op floor
-// (target 0.5; p99 6.3 ms, met), see BENCHMARKS.md. Measured with wrk on
+// (target 0.5; p99 6 to 8 ms, met), see BENCHMARKS.md. Measured with wrk on
 // this machine: the same server with its store switched off serves 0.57 of
 // the floor, and a bare group-commit insert of the raw body 0.55, so the
 // store costs the most. Per callback the writer spends about 14 us, most of

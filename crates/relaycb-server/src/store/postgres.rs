@@ -307,10 +307,11 @@ impl PgWriter {
     }
 }
 
-// FIXME: two servers on one database take 10,000 to 12,000 callbacks/s at
-// 64 clients (BENCHMARKS.md), but each batch holds the shared write lock for
-// its catch-up read, its insert and its commit round trips, so that ids
-// commit in order: a third server adds no write throughput.
+// FIXME: two servers on one database take 9,000 to 12,000 callbacks/s at
+// 64 clients from run to run (BENCHMARKS.md; target 10,000). Each batch
+// holds the shared write lock for its catch-up read, its insert and its
+// commit round trips, so that ids commit in order: a third server adds no
+// write throughput.
 impl Backend for PgWriter {
     fn begin(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
