@@ -1,7 +1,8 @@
 //! Sending callbacks to a receiver as Tencent's sender does: one POST of
 //! JSON per callback, answered 200 or tried again after an interval (every
 //! minute, up to 12 times, by default), each attempt freshly signed when a
-//! key is given. Shared by `replay` and `simulate --to`.
+//! key is given; a body that does not decode is sent once, since no retry
+//! can make a receiver take it. Shared by `replay` and `simulate --to`.
 //!
 //! Callbacks are sent in the order given, several at once; those of one
 //! task one at a time, each once the one before has had its first answer,
@@ -56,6 +57,9 @@ pub(crate) struct Outgoing {
     pub(crate) task: Option<u64>,
     /// How messages name it.
     pub(crate) name: Name,
+    /// Sent once and never again: a body that does not decode, which no
+    /// receiver will take however often it is sent.
+    pub(crate) once: bool,
 }
 
 /// How a callback is named in messages: by where it is in its log.
@@ -94,13 +98,17 @@ fn described(name: Name, body: &[u8]) -> String {
 }
 
 /// The task of a body, as [`Outgoing::task`] takes it: its `task_id`
-/// hashed, if it decodes and names one.
-pub(crate) fn task_of(body: &[u8]) -> Option<u64> {
+/// hashed, if it names one; the error when the body does not decode.
+pub(crate) fn task_of(body: &[u8]) -> Result<Option<u64>, relaycb_core::Error> {
     use std::hash::BuildHasher;
-    let decoded = relaycb_core::decode(body).ok()?;
-    let task_id = decoded.callback.task_id.filter(|id| !id.is_empty())?;
+    let decoded = relaycb_core::decode(body)?;
+    let Some(task_id) = decoded.callback.task_id.filter(|id| !id.is_empty()) else {
+        return Ok(None);
+    };
     // Fixed keys: two tasks that collide are only sent one at a time.
-    Some(std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(task_id))
+    Ok(Some(
+        std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(task_id),
+    ))
 }
 
 /// What happened to everything sent.
@@ -262,8 +270,9 @@ fn seconds(duration: Duration) -> String {
 
 /// What standard error is told, at once, the first time a kind of failure
 /// happens.
-fn first_notice(options: &Options, who: &str, failure: &Failure) -> String {
+fn first_notice(options: &Options, who: &str, failure: &Failure, once: bool) -> String {
     let retried = match options.retries {
+        _ if once => "it is not tried again (it does not decode)".to_owned(),
         0 => "it is not tried again (--retries 0)".to_owned(),
         n => format!(
             "it is tried again every {} up to {n} time{} (--retry-interval, --retries)",
@@ -397,7 +406,9 @@ async fn send(
                 permits: &permits,
                 notices: &notices,
             };
-            sender.deliver(permit, item.name, item.body, done).await;
+            sender
+                .deliver(permit, item.name, item.body, item.once, done)
+                .await;
         });
         // Reap finished tasks as we go, so that memory follows what is in flight.
         while tasks.try_join_next().is_some() {}
@@ -426,13 +437,15 @@ impl Sender<'_> {
         permit: tokio::sync::OwnedSemaphorePermit,
         name: Name,
         body: Vec<u8>,
+        once: bool,
         mut first_answered: Option<oneshot::Sender<()>>,
     ) {
         let options = self.options;
+        let retries = if once { 0 } else { options.retries };
         let mut first = Some(permit);
         // The kinds of failure this callback met, each counted once.
         let mut met: Vec<String> = Vec::new();
-        for attempt in 0..=options.retries {
+        for attempt in 0..=retries {
             // A permit is held while the attempt is in flight, not while it waits.
             let _in_flight = match first.take() {
                 Some(permit) => permit,
@@ -500,7 +513,9 @@ impl Sender<'_> {
             if first_of_kind || keep {
                 let who = described(name, &body);
                 if first_of_kind {
-                    let _ = self.notices.send(first_notice(options, &who, &failure));
+                    let _ = self
+                        .notices
+                        .send(first_notice(options, &who, &failure, once));
                 }
                 if keep {
                     r.failures.push(format!(

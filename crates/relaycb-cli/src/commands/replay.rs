@@ -98,7 +98,12 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                     .map_err(anyhow::Error::msg)?
                     .body
                     .into_owned();
-                let task = send::task_of(&body);
+                // A body that does not decode is sent once, that the
+                // receiver may keep it, but not again.
+                let (task, once) = match send::task_of(&body) {
+                    Ok(task) => (task, false),
+                    Err(_) => (None, true),
+                };
                 let name = match record.payload {
                     Payload::Row(_) => Name::Row(record.line),
                     Payload::Body(_) | Payload::Export(_) => Name::Line(record.line),
@@ -109,6 +114,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                         body,
                         task,
                         name,
+                        once,
                     })
                     .map_err(|_| anyhow::anyhow!("the sender stopped"))?;
             }

@@ -361,6 +361,43 @@ fn simulate_to_a_receiver_ends_its_histories_now_and_numbers_tasks_from_first_ta
     );
 }
 
+/// A line that does not decode is sent once, that the receiver may keep
+/// it, and not again: no retry can make a receiver take it.
+#[test]
+fn replay_sends_a_body_that_does_not_decode_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let good: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(crate::workspace().join("fixtures/docs/task_start.json")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&log, format!("{good}\nnot a callback\n")).unwrap();
+    let mut server = Server::start(&dir);
+    let url = server.url();
+    let run = relaycb(&[
+        "replay",
+        &log.to_string_lossy(),
+        "--to",
+        &url,
+        "--retries",
+        "3",
+        "--retry-interval",
+        "0.05",
+    ]);
+    server.stop();
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    assert!(
+        run.err
+            .contains("line 2 (a body that does not decode): answered 400 Bad Request")
+            && run
+                .err
+                .contains("it is not tried again (it does not decode)"),
+        "{}",
+        run.err
+    );
+    assert!(run.out.contains(", 1 given up, 0 retries"), "{}", run.out);
+}
+
 /// A receiver that answers 503 to the first attempt of each body and 200
 /// to the next, counting attempts.
 async fn flaky_receiver() -> (SocketAddr, Arc<Mutex<HashMap<Vec<u8>, u32>>>) {

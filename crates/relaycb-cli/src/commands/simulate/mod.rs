@@ -202,6 +202,7 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
                 body: d.body,
                 task: Some(d.task),
                 name: Name::Nth(n),
+                once: false,
             });
             let mut report = send::send_all(&options, outgoing, &mut *console.err)?;
             write!(console.out, "{}", report.render(url))?;
