@@ -131,6 +131,19 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         )?;
     }
     writeln!(console.err, "exported {written} events from {shown}")?;
+    if let Some(task) = &args.task
+        && written == 0
+    {
+        // As grep does when nothing matches: a misspelt task id should not
+        // pass for a task with nothing to export.
+        let window = if args.since.is_some() || args.until.is_some() {
+            " in the --since/--until window"
+        } else {
+            ""
+        };
+        writeln!(console.err, "error: no events of task {task:?}{window}")?;
+        return Ok(Status::Failure);
+    }
     Ok(Status::Success)
 }
 

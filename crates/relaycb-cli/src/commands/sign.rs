@@ -11,7 +11,12 @@ use crate::{Status, time};
 #[command(group(clap::ArgGroup::new("expiry").required(true).args(["t", "ttl"])))]
 pub struct Args {
     /// The callback key (the secret Tencent and the receiver share).
-    #[arg(long, env = "RELAYCB_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RELAYCB_KEY",
+        hide_env_values = true,
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     pub key: String,
     /// The expiry time `t` to sign, Unix seconds.
     #[arg(long, allow_negative_numbers = true)]

@@ -41,6 +41,16 @@ fn export_writes_one_line_per_stored_event_and_filters_by_time_and_task() {
     assert_eq!(run.code, 0, "{}", run.err);
     assert_eq!(run.out.lines().count(), 4, "{}", run.out);
 
+    // A task with nothing to export fails, as analyze --task does.
+    let run = relaycb(&["export", "--db", &db, "--task", "20005"]);
+    assert_eq!(run.code, 1, "{}", run.err);
+    assert!(run.out.is_empty());
+    assert!(
+        run.err.ends_with("error: no events of task \"20005\"\n"),
+        "{}",
+        run.err
+    );
+
     let export = dir.path().join("export.jsonl");
     std::fs::write(&export, relaycb(&["export", "--db", &db]).out).unwrap();
     let from_export = relaycb(&["analyze", "--format", "json", &export.to_string_lossy()]);

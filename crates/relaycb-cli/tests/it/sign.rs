@@ -22,6 +22,14 @@ fn sign_needs_t_or_ttl_and_says_so_with_status_2() {
 }
 
 #[test]
+fn sign_refuses_an_empty_key_with_status_2() {
+    let run = relaycb(&["sign", "--key", "", "--ttl", "600"]);
+    assert_eq!(run.code, 2);
+    assert!(run.err.contains("--key"), "{}", run.err);
+    assert!(run.out.is_empty());
+}
+
+#[test]
 fn sign_with_a_ttl_signs_a_time_that_far_ahead() {
     let run = relaycb(&["sign", "--key", "key", "--ttl", "600"]);
     let t: i64 = run
