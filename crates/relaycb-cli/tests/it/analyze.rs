@@ -111,6 +111,19 @@ fn plot_draws_one_row_per_task() {
     assert!(svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains(">200002</text>") && svg.contains(">200005</text>"));
     assert_eq!(svg.matches("ECONNREFUSED").count(), 4, "one mark per exit");
+
+    // The picture is SVG, whatever its name says: another extension is a
+    // usage error, and nothing is written.
+    let png = dir.path().join("plot.png");
+    let run = relaycb(&[
+        "analyze",
+        "--plot",
+        &png.to_string_lossy(),
+        "../../fixtures/sequences/exit_and_restart.jsonl",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.err);
+    assert!(run.err.contains("name the file .svg"), "{}", run.err);
+    assert!(!png.exists());
 }
 
 #[test]

@@ -70,6 +70,16 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .max(1);
+    if let Some(path) = &args.plot
+        && let Some(extension) = std::path::Path::new(path).extension()
+        && !extension.eq_ignore_ascii_case("svg")
+    {
+        // A picture named .png that holds SVG opens as a broken file.
+        return Err(crate::UsageError(format!(
+            "--plot draws SVG; name the file .svg (found {path:?})"
+        ))
+        .into());
+    }
     let mut analysis = Analysis::new(args.task.clone(), args.plot.is_some());
     let mut logs = Logs::new();
     let mut base = 0u64;
