@@ -64,17 +64,10 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         let name = input::name(path);
         // FIXME: each input is read whole into memory; fine for the bodies
         // and test logs this is for, not for a week's log (use `analyze`).
-        let bytes = match input::read_all(path) {
-            Ok(bytes) => bytes,
-            // One input alone fails as any command does; among several,
-            // the others are still checked.
-            Err(error) if several => {
-                unreadable += 1;
-                writeln!(console.err, "error: {error:#}")?;
-                writeln!(console.out, "FAILED: {name}: cannot be read")?;
-                continue;
-            }
-            Err(error) => return Err(error),
+        let Some(bytes) = input::read_one_of(path, several, console.err)? else {
+            unreadable += 1;
+            writeln!(console.out, "FAILED: {name}: cannot be read")?;
+            continue;
         };
         let counts = check(
             &bytes,

@@ -50,16 +50,9 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     let (mut bodies, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
     let mut first = true;
     for path in &args.inputs {
-        let bytes = match input::read_all(path) {
-            Ok(bytes) => bytes,
-            // One input alone fails as any command does; among several,
-            // the others are still decoded.
-            Err(error) if several => {
-                unreadable += 1;
-                writeln!(console.err, "error: {error:#}")?;
-                continue;
-            }
-            Err(error) => return Err(error),
+        let Some(bytes) = input::read_one_of(path, several, console.err)? else {
+            unreadable += 1;
+            continue;
         };
         let file = several.then(|| input::name(path));
         let items = input::split(&bytes, args.layout);

@@ -49,16 +49,9 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     let mut refused = 0usize;
     for path in &args.inputs {
         let name = input::name(path);
-        let bytes = match input::read_all(path) {
-            Ok(bytes) => bytes,
-            // One input alone fails as any command does; among several,
-            // the others are still verified.
-            Err(error) if several => {
-                refused += 1;
-                writeln!(console.err, "error: {error:#}")?;
-                continue;
-            }
-            Err(error) => return Err(error),
+        let Some(bytes) = input::read_one_of(path, several, console.err)? else {
+            refused += 1;
+            continue;
         };
         refused += verify(&bytes, args, &ring, now, several.then_some(name), console)?;
     }

@@ -26,6 +26,24 @@ pub(crate) fn read_all(path: &str) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Reads one of the inputs a command was given. One input alone that
+/// cannot be read fails as any command does; among `several`, the reason
+/// is told on `err` and `None` returned, so that the others still go.
+pub(crate) fn read_one_of(
+    path: &str,
+    several: bool,
+    err: &mut dyn std::io::Write,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    match read_all(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if several => {
+            writeln!(err, "error: {error:#}")?;
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// The name an input is reported by: its path, or `(standard input)` for
 /// `-`, as grep says.
 pub(crate) fn name(path: &str) -> &str {
