@@ -82,9 +82,15 @@ impl TaskBoard {
         let after = self.read().last_folded;
         let mut rows = Vec::new();
         reader.replay_after(after, &mut |row| rows.push(row))?;
+        Ok(self.fold_newer(&rows))
+    }
+
+    /// Folds those of `rows` (in id order) above the last event folded;
+    /// returns the highest id folded so far.
+    pub(crate) fn fold_newer(&self, rows: &[ReplayRow]) -> i64 {
         let mut inner = self.write();
         // The writer may have folded some of them meanwhile.
-        for row in &rows {
+        for row in rows {
             if row.id > inner.last_folded {
                 inner.fold(row);
             }
@@ -96,7 +102,7 @@ impl TaskBoard {
                 "task state caught up with the store"
             );
         }
-        Ok(inner.last_folded)
+        inner.last_folded
     }
 
     /// Catches up and takes the retry counts from the store: what a server

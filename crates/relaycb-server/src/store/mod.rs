@@ -61,6 +61,9 @@ pub enum StoreError {
         /// The parser's complaint.
         source: serde_json::Error,
     },
+    /// The database answered something other than what was asked for.
+    #[error("the store answered an unreadable {0}")]
+    Unreadable(&'static str),
     /// The batch holding this write could not be committed (the cause is
     /// logged once by the writer).
     #[error("the write could not be committed")]
@@ -288,11 +291,20 @@ pub(crate) struct OutboxRow {
 pub(crate) trait Backend: Send + 'static {
     /// Opens a transaction. On a store shared with other servers this also
     /// waits for theirs to end, so that event ids are committed in id order.
-    fn begin(&mut self) -> Result<(), StoreError>;
+    /// `folded` is the highest event id this server has folded into task
+    /// state: a backend that learns of newer events in the same round trip
+    /// keeps them for [`Backend::take_newer`].
+    fn begin(&mut self, folded: i64) -> Result<(), StoreError>;
     /// The highest event id committed so far (0 for none), as seen inside
     /// the transaction: every event up to it must be folded into task state
     /// before this transaction's own.
     fn last_event_id(&mut self) -> Result<i64, StoreError>;
+    /// Events above `begin`'s `folded`, in id order, that `begin` read on
+    /// its way (another server's, on a shared store). They may stop short
+    /// of [`Backend::last_event_id`]; the rest is read through the reader.
+    fn take_newer(&mut self) -> Vec<ReplayRow> {
+        Vec::new()
+    }
     /// Told every event of the transaction, in order, before the first
     /// `upsert_event`: a backend whose round trips are dear may write them
     /// all at once here, as long as `upsert_event` then answers for each as

@@ -107,6 +107,10 @@ const SCHEMA_KEY: &str = "hashtext(coalesce(current_schema(), ''))";
 const IDLE_READERS: usize = 4;
 /// Events read per round trip when replaying.
 const REPLAY_PAGE: i64 = 10_000;
+/// Most of the other servers' events read when a transaction begins; a
+/// longer gap (a server that was idle while others took a flood) is read
+/// through the reader.
+const NEWER_READ: i64 = 4096;
 
 fn connect(config: &::postgres::Config) -> Result<Client, StoreError> {
     let mut client = config.connect(NoTls)?;
@@ -292,6 +296,19 @@ pub(crate) struct PgWriter {
     last_event_id: i64,
     /// What `stage_events` wrote, by dedup key, until `upsert_event` asks.
     staged: HashMap<String, Upserted>,
+    /// Other servers' events that `begin` read, until `take_newer` asks.
+    newer: Vec<ReplayRow>,
+}
+
+/// An integer column of a row read with the simple query protocol (text).
+fn text_column(
+    row: &::postgres::SimpleQueryRow,
+    index: usize,
+    what: &'static str,
+) -> Result<i64, StoreError> {
+    row.get(index)
+        .and_then(|v| v.parse().ok())
+        .ok_or(StoreError::Unreadable(what))
 }
 
 impl PgWriter {
@@ -303,6 +320,7 @@ impl PgWriter {
             statements,
             last_event_id: 0,
             staged: HashMap::new(),
+            newer: Vec::new(),
         })
     }
 }
@@ -313,7 +331,7 @@ impl PgWriter {
 // commit round trips, so that ids commit in order: a third server adds no
 // write throughput.
 impl Backend for PgWriter {
-    fn begin(&mut self) -> Result<(), StoreError> {
+    fn begin(&mut self, folded: i64) -> Result<(), StoreError> {
         if self.client.is_closed() {
             tracing::warn!("store connection lost; reconnecting");
             let mut client = connect(&self.config)?;
@@ -321,22 +339,53 @@ impl Backend for PgWriter {
             self.client = client;
         }
         // One round trip: open, wait for the other servers' transactions,
-        // and read how far they got.
+        // read how far they got and what they wrote since this server last
+        // folded (under load, the batch that held the lock just before).
         let messages = self.client.simple_query(&format!(
             "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}, {SCHEMA_KEY});
-             SELECT coalesce(max(id), 0) FROM events"
+             SELECT coalesce(max(id), 0) FROM events;
+             SELECT id, dedup_key, received_at_ms, decoded FROM events WHERE id > {folded}
+                 ORDER BY id LIMIT {NEWER_READ}"
         ))?;
-        let last = messages.iter().rev().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i64>().ok()),
-            _ => None,
-        });
-        self.last_event_id = last.unwrap_or(0);
         self.staged.clear();
+        self.newer.clear();
+        self.last_event_id = 0;
+        // Statements answer in order, each ending with its CommandComplete.
+        let mut statement = 0;
+        for message in &messages {
+            match message {
+                SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                SimpleQueryMessage::Row(row) if statement == 2 => {
+                    self.last_event_id = text_column(row, 0, "max(id)")?;
+                }
+                SimpleQueryMessage::Row(row) if statement == 3 => {
+                    let id = text_column(row, 0, "id")?;
+                    let decoded = row.get(3).unwrap_or_default();
+                    let client = &mut self.client;
+                    let callback = super::stored_callback(id, decoded, || {
+                        Ok(client
+                            .query_one("SELECT raw FROM events WHERE id = $1", &[&id])?
+                            .try_get(0)?)
+                    })?;
+                    self.newer.push(ReplayRow {
+                        id,
+                        dedup_key: row.get(1).unwrap_or_default().to_owned(),
+                        received_at_ms: text_column(row, 2, "received_at_ms")?,
+                        callback,
+                    });
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
     fn last_event_id(&mut self) -> Result<i64, StoreError> {
         Ok(self.last_event_id)
+    }
+
+    fn take_newer(&mut self) -> Vec<ReplayRow> {
+        std::mem::take(&mut self.newer)
     }
 
     /// One statement for the whole batch instead of a round trip per
@@ -784,6 +833,7 @@ mod tests {
     use super::*;
     use crate::store::StoreHandle;
     use crate::store::contract;
+    use crate::tasks::TaskBoard;
     use crate::telemetry::metrics::Metrics;
 
     #[test]
@@ -861,6 +911,78 @@ mod tests {
             .unwrap()
             .unwrap();
         contract::spawn(Box::new(writer), Arc::new(reader), outbox)
+    }
+
+    /// Writes `bodies` through `backend` in one transaction, as another
+    /// server sharing the store would.
+    fn write_as_another_server(backend: &mut PgWriter, bodies: &[String]) {
+        let events: Vec<NewEvent> = bodies.iter().map(|b| contract::event(b)).collect();
+        backend.begin(0).unwrap();
+        backend
+            .stage_events(&events.iter().collect::<Vec<_>>())
+            .unwrap();
+        for e in &events {
+            backend.upsert_event(e).unwrap();
+        }
+        backend.commit().unwrap();
+    }
+
+    fn starts(tasks: std::ops::Range<u32>) -> Vec<String> {
+        tasks
+            .map(|t| {
+                format!(r#"{{"callback_event":"TaskStart","event_type":314,"task_id":"t{t}"}}"#)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_server_folds_what_another_committed_before_its_own_events() {
+        let Some(schema) = Schema::create("a_server_folds_what_another_committed") else {
+            return;
+        };
+        let url = schema.url.clone();
+        let (mut other, writer, reader) = tokio::task::spawn_blocking(move || {
+            let (other, _) = open(&url).unwrap();
+            let (writer, reader) = open(&url).unwrap();
+            (other, writer, reader)
+        })
+        .await
+        .unwrap();
+        let board = Arc::new(TaskBoard::default());
+        let store = StoreHandle::spawn(
+            Box::new(writer),
+            Arc::new(reader),
+            board.clone(),
+            Arc::new(Metrics::default()),
+            10,
+            None,
+        )
+        .unwrap();
+
+        // A few events, read in the round trip that opens the transaction;
+        // then more than that round trip reads, the rest through the reader.
+        let mut expected = 0;
+        for (round, tasks) in [(0, 0..3), (1, 3..(NEWER_READ as u32 + 10))] {
+            expected += tasks.len() + 1;
+            other = tokio::task::spawn_blocking(move || {
+                write_as_another_server(&mut other, &starts(tasks));
+                other
+            })
+            .await
+            .unwrap();
+            let own = format!(
+                r#"{{"callback_event":"TaskStart","event_type":314,"task_id":"own{round}"}}"#
+            );
+            let stored = store.accept(contract::event(&own)).await.unwrap();
+            assert_eq!(board.last_folded(), stored.id, "round {round}");
+            let tasks = board.tasks(0);
+            assert_eq!(tasks.len(), expected, "round {round}");
+            assert!(tasks.iter().all(|t| t.starts == 1), "round {round}");
+        }
+        store.close().await.unwrap();
+        tokio::task::spawn_blocking(move || Box::new(other).close().unwrap())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -253,7 +253,7 @@ pub(crate) struct SqliteWriter {
 }
 
 impl Backend for SqliteWriter {
-    fn begin(&mut self) -> Result<(), StoreError> {
+    fn begin(&mut self, _folded: i64) -> Result<(), StoreError> {
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(())
     }
@@ -820,7 +820,7 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version as usize, MIGRATIONS.len());
-        writer.begin().unwrap();
+        writer.begin(0).unwrap();
         let retry = writer.upsert_event(&event(START)).unwrap();
         assert_eq!((retry.id, retry.deliveries), (1, 2));
         let new = writer.upsert_event(&event(EXIT)).unwrap();
@@ -860,13 +860,13 @@ mod tests {
     fn an_event_rolled_back_leaves_no_trace_in_its_tasks_chain() {
         let dir = tempfile::tempdir().unwrap();
         let (mut writer, reader) = open(&dir.path().join("chain.db")).unwrap();
-        writer.begin().unwrap();
+        writer.begin(0).unwrap();
         let first = writer.upsert_event(&event(START)).unwrap().id;
         writer.commit().unwrap();
-        writer.begin().unwrap();
+        writer.begin(0).unwrap();
         let lost = writer.upsert_event(&event(EXIT)).unwrap().id;
         writer.rollback();
-        writer.begin().unwrap();
+        writer.begin(0).unwrap();
         let second = writer.upsert_event(&event(EXIT)).unwrap().id;
         writer.commit().unwrap();
         assert_eq!(lost, second, "SQLite gives the rolled back id out again");
@@ -905,7 +905,7 @@ mod tests {
             [3, 1],
             "the attributed event is on its task's chain"
         );
-        writer.begin().unwrap();
+        writer.begin(0).unwrap();
         let next = writer.upsert_event(&event(START)).unwrap().id;
         writer.commit().unwrap();
         assert_eq!(task_seven(&reader), [next, 3, 1]);

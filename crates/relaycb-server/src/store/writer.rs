@@ -196,32 +196,48 @@ impl Writer {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
+            // The transaction is opened before the rest of the batch is
+            // taken. On a shared store opening waits for the other servers'
+            // transactions, and what arrives meanwhile (the requests the
+            // last commit answered, sent again) joins this batch instead of
+            // waiting for the next one.
+            let opened = self.backend.begin(self.board.last_folded());
             drain(&mut rx, &mut batch);
             let shutdown = batch.iter().any(|c| matches!(c, Command::Shutdown));
             if shutdown {
                 // No new requests; those already queued are still written.
                 rx.close();
             }
-            self.write(&mut batch);
+            self.write(&mut batch, opened);
         }
         tracing::info!("store writer drained; closing the store");
         self.backend.close()
     }
 
-    /// Writes one batch in one transaction and answers every request in it.
-    fn write(&mut self, batch: &mut Vec<Command>) {
+    /// Writes one batch in the transaction that `opened` began, and
+    /// answers every request in it.
+    fn write(&mut self, batch: &mut Vec<Command>, opened: Result<(), StoreError>) {
         let size = batch
             .iter()
             .filter(|c| !matches!(c, Command::Shutdown))
             .count();
         if size == 0 {
+            if opened.is_ok() {
+                self.backend.rollback();
+            }
             batch.clear();
             return;
         }
         let mut replies = Vec::with_capacity(size);
         let mut failed = Vec::new();
         let mut observed = false;
-        let result = self.transaction(batch, &mut replies, &mut failed, &mut observed);
+        let result = match opened {
+            Ok(()) => self.transaction(batch, &mut replies, &mut failed, &mut observed),
+            Err(error) => {
+                failed.append(batch);
+                Err(error)
+            }
+        };
         match result {
             Ok(committed) => {
                 self.metrics.batch(size);
@@ -288,9 +304,7 @@ impl Writer {
             })
             .collect();
         let opened = self
-            .backend
-            .begin()
-            .and_then(|()| self.catch_up())
+            .catch_up()
             .and_then(|()| self.backend.stage_events(&events));
         drop(events);
         if let Err(error) = opened {
@@ -372,17 +386,18 @@ impl Writer {
 
     /// Folds every event committed before this transaction (by another
     /// server sharing the store), so that this batch's events are folded
-    /// after them, in id order, as every server folds them.
-    ///
-    /// FIXME: on a shared store under load this reads the other servers'
-    /// latest batch through the reader while the write lock is held;
-    /// fetching those rows in `begin`'s round trip would shorten the lock.
+    /// after them, in id order, as every server folds them. Those that
+    /// `begin` read in its own round trip are folded from there; only a
+    /// longer gap is read through the reader.
     fn catch_up(&mut self) -> Result<(), StoreError> {
         let stored = self.backend.last_event_id()?;
         if self.board.last_folded() >= stored {
             return Ok(());
         }
-        let folded = self.board.catch_up(&*self.reader)?;
+        let mut folded = self.board.fold_newer(&self.backend.take_newer());
+        if folded < stored {
+            folded = self.board.catch_up(&*self.reader)?;
+        }
         if folded < stored {
             return Err(StoreError::Behind { stored, folded });
         }
@@ -476,7 +491,7 @@ mod tests {
     }
 
     impl Backend for Flaky {
-        fn begin(&mut self) -> Result<(), StoreError> {
+        fn begin(&mut self, _: i64) -> Result<(), StoreError> {
             Ok(())
         }
         fn last_event_id(&mut self) -> Result<i64, StoreError> {
@@ -575,6 +590,131 @@ mod tests {
             key: relaycb_core::DedupKey::of_body(body).unwrap(),
             callback: decoded.callback,
         }
+    }
+
+    /// A backend whose `begin` waits until the test lets it go (as one
+    /// waits for another server's transaction), counting commits; it keeps
+    /// nothing else.
+    struct Gated {
+        entered: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+        refuse_begin: bool,
+        commits: Arc<std::sync::atomic::AtomicUsize>,
+        next_id: i64,
+    }
+
+    impl Backend for Gated {
+        fn begin(&mut self, _: i64) -> Result<(), StoreError> {
+            let _ = self.entered.send(());
+            // A closed gate lets every later transaction through.
+            let _ = self.go.recv();
+            if self.refuse_begin {
+                return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery));
+            }
+            Ok(())
+        }
+        fn last_event_id(&mut self) -> Result<i64, StoreError> {
+            Ok(0)
+        }
+        fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError> {
+            self.next_id += 1;
+            Ok(Upserted {
+                id: self.next_id,
+                deliveries: 1,
+                task: event.task_id.clone(),
+            })
+        }
+        fn attribute(&mut self, _: i64, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn insert_rejected(&mut self, _: &NewRejected) -> Result<i64, StoreError> {
+            Ok(1)
+        }
+        fn trim_rejected(&mut self, _: u64) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn outbox_add(&mut self, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn outbox_remove(&mut self, ids: &[i64]) -> Result<u64, StoreError> {
+            Ok(ids.len() as u64)
+        }
+        fn probe(&mut self, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn rollback(&mut self) {}
+        fn close(self: Box<Self>) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// Sends one request, and nine more while the writer waits in `begin`
+    /// for it; returns the answers and how many commits there were.
+    async fn ten_requests_behind_a_slow_begin(
+        refuse_begin: bool,
+    ) -> (Vec<Result<Stored, StoreError>>, usize) {
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let store = StoreHandle::spawn(
+            Box::new(Gated {
+                entered: entered_tx,
+                go: go_rx,
+                refuse_begin,
+                commits: commits.clone(),
+                next_id: 0,
+            }),
+            Arc::new(Empty),
+            Arc::new(TaskBoard::default()),
+            Arc::new(Metrics::default()),
+            10,
+            None,
+        )
+        .unwrap();
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.accept(event()).await }
+        });
+        tokio::task::spawn_blocking(move || entered.recv().unwrap())
+            .await
+            .unwrap();
+        let rest: Vec<_> = (0..9)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.accept(event()).await })
+            })
+            .collect();
+        // Let them reach the writer's queue, then open the gate for good.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(go);
+        let mut answers = vec![first.await.unwrap()];
+        for request in rest {
+            answers.push(request.await.unwrap());
+        }
+        let _ = store.close().await;
+        (answers, commits.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn requests_that_arrive_while_a_transaction_opens_join_its_batch() {
+        let (answers, commits) = ten_requests_behind_a_slow_begin(false).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(commits, 1, "all ten are committed together");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_cannot_open_refuses_its_whole_batch() {
+        let (answers, commits) = ten_requests_behind_a_slow_begin(true).await;
+        assert_eq!(commits, 0);
+        assert_eq!(answers.len(), 10);
+        assert!(
+            answers.iter().all(|a| matches!(a, Err(StoreError::Failed))),
+            "{answers:?}"
+        );
     }
 
     #[tokio::test]
