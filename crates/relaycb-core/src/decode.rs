@@ -426,8 +426,8 @@ impl Context {
             task_start_time: None,
         });
         callback.appid = appid;
-        callback.task_id = self.text("task_id", body.take(body::TASK_ID), true)?;
-        callback.stream_id = self.text("stream_id", body.take(body::STREAM_ID), true)?;
+        callback.task_id = self.identifier("task_id", body.take(body::TASK_ID))?;
+        callback.stream_id = self.identifier("stream_id", body.take(body::STREAM_ID))?;
         callback.to_url = self.text("to_url", body.take(body::TO_URL), true)?;
         callback.source_urls = self.source_urls(body.take(body::SOURCE_URLS))?;
         callback.callback_url = self.text("callback_url", body.take(body::CALLBACK_URL), false)?;
@@ -811,6 +811,28 @@ impl Context {
             }
             Some(other) => Err(wrong_type(path, "a string", &other)),
         }
+    }
+
+    /// Reads a documented identifier (`task_id`, `stream_id`): a string
+    /// whose white space around it is no part of it, so that `" 118148"`
+    /// names the same task as `"118148"`.
+    fn identifier(
+        &mut self,
+        path: &str,
+        value: Option<Loose<'_>>,
+    ) -> Result<Option<String>, Error> {
+        let Some(text) = self.text(path, value, true)? else {
+            return Ok(None);
+        };
+        let trimmed = text.trim();
+        if trimmed.len() == text.len() {
+            return Ok(Some(text));
+        }
+        self.deviate(path, DeviationKind::Padded);
+        if trimmed.is_empty() && !text.is_empty() {
+            self.deviate(path, DeviationKind::Empty);
+        }
+        Ok(Some(trimmed.to_owned()))
     }
 
     /// Reads an integer field (strings holding one are accepted): a count,

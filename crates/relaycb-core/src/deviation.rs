@@ -58,6 +58,8 @@ pub enum DeviationKind {
     Null,
     /// A field was an empty string.
     Empty,
+    /// An identifier came with white space around it, which was removed.
+    Padded,
     /// `msg` was a string but not a JSON object; it is kept as text.
     NotJson {
         /// The parser's complaint.
@@ -99,6 +101,7 @@ impl DeviationKind {
             DeviationKind::Missing => "missing",
             DeviationKind::Null => "null",
             DeviationKind::Empty => "empty",
+            DeviationKind::Padded => "padded",
             DeviationKind::NotJson { .. } => "not_json",
             DeviationKind::AlarmAsEvent => "alarm_as_event",
             DeviationKind::Conflict { .. } => "conflict",
@@ -146,6 +149,7 @@ impl fmt::Display for DeviationKind {
             DeviationKind::Missing => f.write_str("absent"),
             DeviationKind::Null => f.write_str("null"),
             DeviationKind::Empty => f.write_str("empty string"),
+            DeviationKind::Padded => f.write_str("white space around the value, removed"),
             DeviationKind::NotJson { reason } => write!(f, "not JSON, kept as text ({reason})"),
             DeviationKind::AlarmAsEvent => f.write_str("alarm type used as the event name"),
             DeviationKind::Conflict { found } => {

@@ -58,4 +58,4 @@ pub use exit_code::{ExitKind, Explanation, explain};
 pub use lifecycle::{Observation, Outcome, TaskState, Tracker};
 pub use redact::redact_url;
 pub use signature::{KeyRing, SignatureError, sign};
-pub use when::{WhenError, parse_when};
+pub use when::{WhenError, parse_when, span_text};

@@ -33,13 +33,17 @@ pub enum SignatureError {
     #[error("signature malformed: t must be a Unix time in seconds")]
     MalformedTime,
     /// `t` is in the past, beyond the allowed clock skew.
-    #[error("signature expired: t is {seconds} s in the past")]
+    #[error("signature expired: t is {} in the past", crate::span_text(seconds.unsigned_abs()))]
     Expired {
         /// How far past `t` the check was made.
         seconds: i64,
     },
     /// `t` lies further ahead than a signature is ever valid for.
-    #[error("signature from the future: t is {seconds} s ahead, more than a signature lives")]
+    #[error(
+        "signature from the future: t is {} ahead, more than a signature lives ({})",
+        crate::span_text(seconds.unsigned_abs()),
+        crate::span_text(SIGNATURE_LIFETIME.as_secs())
+    )]
     FromTheFuture {
         /// How far ahead `t` is.
         seconds: i64,

@@ -1,5 +1,6 @@
 //! Times as people write them in a command line or a query string: an
-//! RFC 3339 time, Unix seconds or milliseconds, or a span before now.
+//! RFC 3339 time, Unix seconds or milliseconds, or a span before now; and
+//! spans written back as people read them.
 
 use std::time::UNIX_EPOCH;
 
@@ -48,6 +49,19 @@ pub fn parse_when(text: &str, now_ms: i64) -> Result<i64, WhenError> {
             .ok_or_else(fail);
     }
     Err(fail())
+}
+
+/// A span of whole seconds as people read it (`6m 40s`, `2h 5m 3s`,
+/// `1year 3days 4h 12s`, a year being 365.25 days), for messages that would
+/// otherwise give a raw count of seconds that may run to eight digits.
+///
+/// ```
+/// use relaycb_core::span_text;
+/// assert_eq!(span_text(400), "6m 40s");
+/// assert_eq!(span_text(0), "0s");
+/// ```
+pub fn span_text(seconds: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
 }
 
 #[cfg(test)]

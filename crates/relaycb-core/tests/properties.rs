@@ -21,6 +21,11 @@ fn opt_text() -> impl Strategy<Value = Option<String>> {
     proptest::option::of(text())
 }
 
+/// An identifier as decoding leaves it: white space around it is removed.
+fn opt_identifier() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(text().prop_map(|s| s.trim().to_owned()))
+}
+
 fn extra_map() -> impl Strategy<Value = BTreeMap<String, Value>> {
     let value = prop_oneof![
         Just(Value::Null),
@@ -98,8 +103,8 @@ fn event() -> impl Strategy<Value = Event> {
 prop_compose! {
     fn callback()(
         appid in proptest::option::of(0..=i64::MAX as u64),
-        task_id in opt_text(),
-        stream_id in opt_text(),
+        task_id in opt_identifier(),
+        stream_id in opt_identifier(),
         to_url in opt_text(),
         source_urls in proptest::collection::vec(text(), 0..3),
         callback_url in opt_text(),

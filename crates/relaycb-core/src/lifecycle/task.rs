@@ -513,11 +513,9 @@ pub(crate) fn overdue(state: &TaskState, now_ms: i64) -> Option<(i64, u64, Strin
     })
 }
 
-/// A span of milliseconds in whole seconds, as people read it (`2h 5m 3s`,
-/// `1year 3days 4h 12s`, a year being 365.25 days).
+/// A span of milliseconds in whole seconds, as people read it.
 fn span_text(ms: i64) -> String {
-    let seconds = u64::try_from(ms / 1000).unwrap_or(0);
-    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+    crate::span_text(u64::try_from(ms / 1000).unwrap_or(0))
 }
 
 fn index_text(index: Option<u32>) -> String {
