@@ -46,7 +46,8 @@ struct Refusal {
     status: StatusCode,
     /// Broad kind, stored in `rejected.category`.
     category: &'static str,
-    /// Short fixed name, the `reason` label of the metric.
+    /// Short fixed name: the `reason` label of the metric, stored in
+    /// `rejected.kind`.
     label: &'static str,
     /// What was wrong, in words: the answer's `error` and `rejected.reason`.
     message: String,
@@ -334,6 +335,7 @@ async fn refuse(
         received_at_ms,
         status: refusal.status.as_u16(),
         category: refusal.category.to_owned(),
+        kind: refusal.label.to_owned(),
         reason: refusal.message.clone(),
         raw: body.bytes,
         truncated: body.truncated,

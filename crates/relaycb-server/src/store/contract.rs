@@ -2,14 +2,15 @@
 //! from its own tests: the outbox keeps each new event once, in id order,
 //! until it is published, across a restart, and only when publishing is on;
 //! a task's events, attributed exits included, are listed newest first,
-//! page after page, before and after a restart.
+//! page after page, before and after a restart; refusals are listed by
+//! kind and category.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{Backend, EventQuery, NewEvent, Reader, StoreHandle};
+use super::{Backend, EventQuery, NewEvent, NewRejected, Reader, RejectedQuery, StoreHandle};
 use crate::tasks::TaskBoard;
 use crate::telemetry::metrics::Metrics;
 
@@ -209,5 +210,56 @@ pub(super) async fn task_events_are_listed_newest_first_across_a_restart(
         "an event stored after a restart follows those stored before"
     );
     assert_eq!(listed(&store, "8", page(10)).await, [eight_exit, eight]);
+    store.close().await.unwrap();
+}
+
+/// The refusal contract: each refusal keeps its kind, and the list is
+/// filtered by kind and category, newest first.
+pub(super) async fn refusals_are_listed_by_kind_and_category(store: StoreHandle) {
+    let refusal = |category: &str, kind: &str| NewRejected {
+        received_at_ms: 5,
+        status: 400,
+        category: category.to_owned(),
+        kind: kind.to_owned(),
+        reason: format!("{kind} in words"),
+        raw: kind.as_bytes().to_vec(),
+        truncated: false,
+        headers: "{}".to_owned(),
+        peer: None,
+    };
+    let mut ids = Vec::new();
+    for (category, kind) in [
+        ("syntax", "not_json"),
+        ("not_relay", "not_object"),
+        ("syntax", "not_json"),
+    ] {
+        ids.push(store.reject(refusal(category, kind)).await.unwrap());
+    }
+    let list = |kind: Option<&str>, category: Option<&str>| {
+        let q = RejectedQuery {
+            kind: kind.map(str::to_owned),
+            category: category.map(str::to_owned),
+            before_id: None,
+            limit: 10,
+        };
+        let store = store.clone();
+        async move {
+            let rows = store.read(move |r| r.rejected(&q)).await.unwrap();
+            rows.iter()
+                .map(|r| (r.id, r.kind.clone().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let not_json = |id: i64| (id, "not_json".to_owned());
+    assert_eq!(
+        list(Some("not_json"), None).await,
+        [not_json(ids[2]), not_json(ids[0])]
+    );
+    assert_eq!(
+        list(None, Some("not_relay")).await,
+        [(ids[1], "not_object".to_owned())]
+    );
+    assert!(list(Some("not_json"), Some("not_relay")).await.is_empty());
+    assert_eq!(list(None, None).await.len(), 3);
     store.close().await.unwrap();
 }

@@ -154,6 +154,9 @@ pub(crate) struct NewRejected {
     pub(crate) received_at_ms: i64,
     pub(crate) status: u16,
     pub(crate) category: String,
+    /// The short fixed name of what was wrong: the `reason` label of the
+    /// rejections metric.
+    pub(crate) kind: String,
     pub(crate) reason: String,
     pub(crate) raw: Vec<u8>,
     pub(crate) truncated: bool,
@@ -202,6 +205,8 @@ pub(crate) struct RejectedRow {
     pub(crate) received_at_ms: i64,
     pub(crate) status: u16,
     pub(crate) category: String,
+    /// `None` for a refusal stored before kinds were.
+    pub(crate) kind: Option<String>,
     pub(crate) reason: String,
     pub(crate) truncated: bool,
     pub(crate) size: i64,
@@ -209,6 +214,18 @@ pub(crate) struct RejectedRow {
     pub(crate) peer: Option<String>,
     #[serde(skip)]
     pub(crate) raw: Option<Vec<u8>>,
+}
+
+/// What to list of the refused callbacks, newest first.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RejectedQuery {
+    /// Only this kind (the metric's `reason` label).
+    pub(crate) kind: Option<String>,
+    /// Only this category.
+    pub(crate) category: Option<String>,
+    /// Only ids below this one.
+    pub(crate) before_id: Option<i64>,
+    pub(crate) limit: usize,
 }
 
 /// What to list of the stored events, newest first.
@@ -356,12 +373,8 @@ pub(crate) trait Reader: Send + Sync + 'static {
     fn event(&self, id: i64) -> Result<Option<EventRow>, StoreError>;
     /// A task's events in event order (event time where known, else arrival).
     fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError>;
-    /// Refused callbacks, newest first.
-    fn rejected(
-        &self,
-        before_id: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<RejectedRow>, StoreError>;
+    /// Refused callbacks matching the query, newest first.
+    fn rejected(&self, query: &RejectedQuery) -> Result<Vec<RejectedRow>, StoreError>;
     /// One refused callback with its raw body.
     fn rejected_one(&self, id: i64) -> Result<Option<RejectedRow>, StoreError>;
     /// How many refused callbacks were dropped to keep the store bounded.

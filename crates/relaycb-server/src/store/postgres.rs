@@ -27,8 +27,8 @@ use ::postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 use serde_json::Value;
 
 use super::{
-    Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedRow,
-    ReplayRow, StoreError, Upserted,
+    Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedQuery,
+    RejectedRow, ReplayRow, StoreError, Upserted,
 };
 
 /// Schema migrations, applied in order; `relaycb_schema` holds the number
@@ -93,6 +93,10 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE UNIQUE INDEX events_dedup ON events ((coalesce(event_time, -1)), dedup_key);
     ALTER TABLE events DROP CONSTRAINT events_dedup_key_key;
+    ",
+    // 5: a refusal's kind, as in SQLite.
+    "
+    ALTER TABLE rejected ADD COLUMN kind TEXT;
     ",
 ];
 
@@ -263,8 +267,8 @@ impl Statements {
             attribute: client.prepare("UPDATE events SET attributed_to = $2 WHERE id = $1")?,
             reject: client.prepare(
                 "INSERT INTO rejected (received_at_ms, status, category, reason, raw, truncated,
-                     headers, peer)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     headers, peer, kind)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  RETURNING id",
             )?,
             // Ids have gaps (a rolled back insert burns one), so the cut is
@@ -490,6 +494,7 @@ impl Backend for PgWriter {
                 &r.truncated,
                 &r.headers,
                 &r.peer,
+                &r.kind,
             ],
         )?;
         Ok(row.try_get(0)?)
@@ -613,7 +618,7 @@ fn event_row(r: &Row, with_raw: bool) -> Result<EventRow, StoreError> {
 }
 
 const REJECTED_COLUMNS: &str = "id, received_at_ms, status, category, reason, truncated,
-    octet_length(raw)::BIGINT, headers, peer";
+    octet_length(raw)::BIGINT, headers, peer, kind";
 
 fn rejected_row(r: &Row, with_raw: bool) -> Result<RejectedRow, StoreError> {
     let status: i32 = r.try_get(2)?;
@@ -627,7 +632,8 @@ fn rejected_row(r: &Row, with_raw: bool) -> Result<RejectedRow, StoreError> {
         size: r.try_get(6)?,
         headers: json("headers", r.try_get(7)?)?,
         peer: r.try_get(8)?,
-        raw: if with_raw { Some(r.try_get(9)?) } else { None },
+        kind: r.try_get(9)?,
+        raw: if with_raw { Some(r.try_get(10)?) } else { None },
     })
 }
 
@@ -749,18 +755,18 @@ impl Reader for PgReader {
         })
     }
 
-    fn rejected(
-        &self,
-        before_id: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<RejectedRow>, StoreError> {
+    fn rejected(&self, q: &RejectedQuery) -> Result<Vec<RejectedRow>, StoreError> {
         self.with(|client| {
             let sql = format!(
                 "SELECT {REJECTED_COLUMNS} FROM rejected
                  WHERE ($1::BIGINT IS NULL OR id < $1)
+                     AND ($3::TEXT IS NULL OR kind = $3) AND ($4::TEXT IS NULL OR category = $4)
                  ORDER BY id DESC LIMIT $2"
             );
-            let rows = client.query(&sql, &[&before_id, &(limit as i64)])?;
+            let rows = client.query(
+                &sql,
+                &[&q.before_id, &(q.limit as i64), &q.kind, &q.category],
+            )?;
             rows.iter().map(|r| rejected_row(r, false)).collect()
         })
     }
@@ -994,6 +1000,14 @@ mod tests {
             open_store(&schema, outbox).await
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn refusals_are_listed_by_kind_and_category() {
+        let Some(schema) = Schema::create("refusals_are_listed_by_kind") else {
+            return;
+        };
+        contract::refusals_are_listed_by_kind_and_category(open_store(&schema, None).await.0).await;
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::checkpoint::{self, Checkpointer};
 use super::heads::{PendingHeads, TaskHeads};
 use super::{
-    Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedRow,
-    ReplayRow, StoreError, Upserted,
+    Backend, EventQuery, EventRow, NewEvent, NewRejected, OutboxRow, Reader, RejectedQuery,
+    RejectedRow, ReplayRow, StoreError, Upserted,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those
@@ -123,6 +123,11 @@ const MIGRATIONS: &[&str] = &[
     WHERE events.id = chained.id AND chained.prev IS NOT NULL;
     DROP INDEX events_task_id;
     DROP INDEX events_attributed_to;
+    ",
+    // 6: a refusal's kind, the `reason` label of the rejections metric, so
+    // that a refusal counted there can be found here.
+    "
+    ALTER TABLE rejected ADD COLUMN kind TEXT;
     ",
 ];
 
@@ -341,8 +346,8 @@ impl Backend for SqliteWriter {
         self.conn
             .prepare_cached(
                 "INSERT INTO rejected (received_at_ms, status, category, reason, raw, truncated,
-                     headers, peer)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     headers, peer, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 r.received_at_ms,
@@ -353,6 +358,7 @@ impl Backend for SqliteWriter {
                 r.truncated,
                 r.headers,
                 r.peer,
+                r.kind,
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -559,7 +565,7 @@ fn event_row(r: &Row<'_>, with_raw: bool) -> Result<EventRow, StoreError> {
 }
 
 const REJECTED_COLUMNS: &str =
-    "id, received_at_ms, status, category, reason, truncated, length(raw), headers, peer";
+    "id, received_at_ms, status, category, reason, truncated, length(raw), headers, peer, kind";
 
 fn rejected_row(r: &Row<'_>, with_raw: bool) -> Result<RejectedRow, StoreError> {
     let headers: String = r.get(7)?;
@@ -573,7 +579,8 @@ fn rejected_row(r: &Row<'_>, with_raw: bool) -> Result<RejectedRow, StoreError> 
         size: r.get(6)?,
         headers: json("headers", &headers)?,
         peer: r.get(8)?,
-        raw: if with_raw { Some(r.get(9)?) } else { None },
+        kind: r.get(9)?,
+        raw: if with_raw { Some(r.get(10)?) } else { None },
     })
 }
 
@@ -682,18 +689,15 @@ impl Reader for SqliteReader {
         Ok(out)
     }
 
-    fn rejected(
-        &self,
-        before_id: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<RejectedRow>, StoreError> {
+    fn rejected(&self, q: &RejectedQuery) -> Result<Vec<RejectedRow>, StoreError> {
         self.with(|conn| {
             let sql = format!(
                 "SELECT {REJECTED_COLUMNS} FROM rejected WHERE (?1 IS NULL OR id < ?1)
+                     AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR category = ?4)
                  ORDER BY id DESC LIMIT ?2"
             );
             let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params![before_id, limit as i64])?;
+            let mut rows = stmt.query(params![q.before_id, q.limit as i64, q.kind, q.category])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
                 out.push(rejected_row(r, false)?);
@@ -839,6 +843,12 @@ mod tests {
             open_store(&dir, None).0
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn refusals_are_listed_by_kind_and_category() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::refusals_are_listed_by_kind_and_category(open_store(&dir, None).0).await;
     }
 
     /// The events of task 7 that the reader lists, newest first.

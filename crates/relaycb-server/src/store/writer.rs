@@ -482,7 +482,9 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::store::{EventQuery, EventRow, OutboxRow, RejectedRow, ReplayRow, Upserted};
+    use crate::store::{
+        EventQuery, EventRow, OutboxRow, RejectedQuery, RejectedRow, ReplayRow, Upserted,
+    };
 
     /// A backend that keeps nothing and whose commits fail while `broken`.
     struct Flaky {
@@ -555,7 +557,7 @@ mod tests {
         fn timeline(&self, _: &str) -> Result<Vec<EventRow>, StoreError> {
             Ok(Vec::new())
         }
-        fn rejected(&self, _: Option<i64>, _: usize) -> Result<Vec<RejectedRow>, StoreError> {
+        fn rejected(&self, _: &RejectedQuery) -> Result<Vec<RejectedRow>, StoreError> {
             Ok(Vec::new())
         }
         fn rejected_one(&self, _: i64) -> Result<Option<RejectedRow>, StoreError> {

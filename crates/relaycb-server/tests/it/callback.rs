@@ -54,23 +54,25 @@ async fn a_retry_answers_200_is_stored_once_and_counted() {
 #[tokio::test]
 async fn each_refusal_has_its_status_reason_and_kept_body() {
     let h = Harness::new(&[]).await;
-    let cases: [(&[u8], u16, &str); 6] = [
-        (b"not json", 400, "syntax"),
-        (b"[1, 2]", 400, "not_relay"),
-        (br#"{"event_type": 314}"#, 422, "missing"),
+    let cases: [(&[u8], u16, &str, &str); 6] = [
+        (b"not json", 400, "syntax", "not_json"),
+        (b"[1, 2]", 400, "not_relay", "not_object"),
+        (br#"{"event_type": 314}"#, 422, "missing", "missing_field"),
         (
             br#"{"callback_event": 5, "event_type": 314}"#,
             422,
+            "wrong_type",
             "wrong_type",
         ),
         (
             br#"{"callback_event": "TaskStart", "event_type": 100}"#,
             422,
             "not_relay",
+            "not_relay",
         ),
-        (b"", 400, "syntax"),
+        (b"", 400, "syntax", "not_json"),
     ];
-    for (body, status, category) in cases {
+    for (body, status, category, kind) in cases {
         let (got, answer) = h.post("/callback", body).await;
         assert_eq!(got.as_u16(), status, "{answer}");
         assert_eq!(answer["code"], status);
@@ -79,18 +81,34 @@ async fn each_refusal_has_its_status_reason_and_kept_body() {
         let newest = &listed["rejected"][0];
         assert_eq!(newest["status"], status);
         assert_eq!(newest["category"], category);
+        assert_eq!(newest["kind"], kind);
         assert_eq!(newest["reason"], answer["error"]);
         let id = newest["id"].as_i64().unwrap();
         let (_, raw) = h.get_bytes(&format!("/api/rejected/{id}/raw")).await;
         assert_eq!(raw, body);
     }
-    assert_eq!(
-        h.ok("/api/rejected").await["rejected"]
-            .as_array()
-            .unwrap()
-            .len(),
-        6
+    let listed = |query: &'static str| {
+        let h = &h;
+        async move {
+            h.ok(&format!("/api/rejected{query}")).await["rejected"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(listed("").await, 6);
+    // A refusal counted by the metric is found under the same name.
+    let (_, metrics) = h.get_bytes("/metrics").await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains(r#"relaycb_rejections_total{reason="not_json"} 2"#),
+        "{metrics}"
     );
+    assert_eq!(listed("?kind=not_json").await, 2);
+    assert_eq!(listed("?category=not_relay").await, 2);
+    assert_eq!(listed("?category=not_relay&kind=not_object").await, 1);
+    assert_eq!(listed("?kind=").await, 6, "an empty filter is no filter");
+    assert_eq!(listed("?kind=no_such_kind").await, 0);
     h.close().await;
 }
 

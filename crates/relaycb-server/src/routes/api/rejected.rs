@@ -12,7 +12,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::routes::AppState;
-use crate::store::RejectedRow;
+use crate::store::{RejectedQuery, RejectedRow};
 
 fn rejected_view(row: &RejectedRow) -> Value {
     let mut view = serde_json::to_value(row).expect("rows serialise");
@@ -22,23 +22,31 @@ fn rejected_view(row: &RejectedRow) -> Value {
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageParams {
+struct RejectedParams {
+    kind: Option<String>,
+    category: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-/// `GET /api/rejected?limit=&cursor=`
+/// `GET /api/rejected?kind=&category=&limit=&cursor=`: `kind` is the
+/// `reason` label of `relaycb_rejections_total`.
 pub(crate) async fn rejected(
     State(state): State<AppState>,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let params: PageParams = query(&uri)?;
-    let before = cursor(params.cursor.as_deref())?;
+    let params: RejectedParams = query(&uri)?;
     let page = limit(params.limit.as_deref())?;
     // One more than the page, to know whether another page follows.
+    let q = RejectedQuery {
+        kind: params.kind.filter(|k| !k.is_empty()),
+        category: params.category.filter(|c| !c.is_empty()),
+        before_id: cursor(params.cursor.as_deref())?,
+        limit: page + 1,
+    };
     let (mut rows, dropped) = state
         .store
-        .read(move |r| Ok((r.rejected(before, page + 1)?, r.rejected_dropped()?)))
+        .read(move |r| Ok((r.rejected(&q)?, r.rejected_dropped()?)))
         .await
         .map_err(|e| store_failed(&e))?;
     let next_cursor = next_cursor(&mut rows, page, |r| r.id);
