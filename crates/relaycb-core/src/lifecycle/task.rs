@@ -495,14 +495,16 @@ impl Fold {
 }
 
 /// The overdue-file anomaly as of `now_ms`, if the current file has played
-/// longer than its duration plus a grace of 10% (at least 30 s).
+/// longer than its duration plus a grace of 10% (at least 30 s). It
+/// happened when the grace ran out, whenever it is asked for; only its
+/// words say how long ago the file should have ended.
 pub(crate) fn overdue(state: &TaskState, now_ms: i64) -> Option<(i64, u64, String)> {
     let file = state.current_file.as_ref()?;
     let end = file.expected_end_ms?;
     let grace = ((end - file.started_at_ms) / 10).max(30_000);
     (now_ms > end + grace).then(|| {
         (
-            now_ms,
+            end + grace,
             file.event,
             format!(
                 "file {} should have ended {} ago and has not finished",

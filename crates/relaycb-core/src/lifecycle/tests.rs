@@ -230,11 +230,15 @@ fn an_overdue_file_is_flagged_as_of_now() {
         late.anomalies[0].detail,
         "file 0 should have ended 13m 59s ago and has not finished"
     );
+    // It happened when the grace of 30 s after the end ran out, however
+    // late it is asked for.
+    assert_eq!(late.anomalies[0].at_ms, 191_000);
     let a_year_on = s.tracker.task("1", Some(161_000 + 31_571_021_000)).unwrap();
     assert_eq!(
         a_year_on.anomalies[0].detail,
         "file 0 should have ended 1year 3h 43m 41s ago and has not finished"
     );
+    assert_eq!(a_year_on.anomalies[0].at_ms, 191_000);
 }
 
 #[test]
