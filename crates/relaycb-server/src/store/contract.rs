@@ -137,6 +137,9 @@ const EIGHT_EXIT: &str = r#"{"callback_event":"TaskExit","event_type":314,"task_
 /// Task 7 starts again.
 const SEVEN_AGAIN: &str = r#"{"callback_event":"TaskStart","event_type":314,"task_id":"7","event_time":1700000005,"source_urls":["http://a/7.mp4"]}"#;
 
+/// Task 7's file finishes, before it started again, told after.
+const SEVEN_LATE: &str = r#"{"callback_event":"VodSourceFileFinish","event_type":314,"task_id":"7","event_time":1700000004,"msg":{"url":"http://a/7.mp4","index":0,"duration":60}}"#;
+
 /// The ids of the events of `task_id` that `query` lists.
 async fn listed(store: &StoreHandle, task_id: &str, query: EventQuery) -> Vec<i64> {
     let query = EventQuery {
@@ -196,9 +199,23 @@ pub(super) async fn task_events_are_listed_newest_first_across_a_restart(
         ..page(10)
     };
     assert_eq!(listed(&store, "7", since).await, [] as [i64; 0]);
-    let timeline = store.read(|r| r.timeline("7")).await.unwrap();
-    let order: Vec<i64> = timeline.iter().map(|row| row.id).collect();
-    assert_eq!(order, [start, file, exit], "the timeline is in event order");
+    let latest = |limit: usize| {
+        let store = store.clone();
+        async move {
+            let (rows, total) = store
+                .read(move |r| r.latest_of_task("7", limit))
+                .await
+                .unwrap();
+            (rows.iter().map(|row| row.id).collect::<Vec<i64>>(), total)
+        }
+    };
+    assert_eq!(
+        latest(10).await,
+        (vec![start, file, exit], 3),
+        "the timeline is in event order"
+    );
+    assert_eq!(latest(2).await, (vec![file, exit], 3));
+    assert_eq!(latest(1).await, (vec![exit], 3));
     store.close().await.unwrap();
 
     let store = open().await;
@@ -210,6 +227,23 @@ pub(super) async fn task_events_are_listed_newest_first_across_a_restart(
         "an event stored after a restart follows those stored before"
     );
     assert_eq!(listed(&store, "8", page(10)).await, [eight_exit, eight]);
+
+    // A file's finish that happened before the restart arrives after it:
+    // the latest event is still the restart.
+    let late = store.accept(event(SEVEN_LATE)).await.unwrap().id;
+    let latest = |limit: usize| {
+        let store = store.clone();
+        async move {
+            let (rows, total) = store
+                .read(move |r| r.latest_of_task("7", limit))
+                .await
+                .unwrap();
+            (rows.iter().map(|row| row.id).collect::<Vec<i64>>(), total)
+        }
+    };
+    assert_eq!(latest(1).await, (vec![again], 5));
+    assert_eq!(latest(2).await, (vec![late, again], 5));
+    assert_eq!(latest(5).await, (vec![start, file, exit, late, again], 5));
     store.close().await.unwrap();
 }
 

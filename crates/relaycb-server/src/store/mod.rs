@@ -372,7 +372,13 @@ pub(crate) trait Reader: Send + Sync + 'static {
     /// One event with its raw body.
     fn event(&self, id: i64) -> Result<Option<EventRow>, StoreError>;
     /// A task's events in event order (event time where known, else arrival).
-    fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError>;
+    /// The latest `limit` events of a task in event order (event time where
+    /// known, else arrival), and how many events the task has.
+    fn latest_of_task(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<(Vec<EventRow>, u64), StoreError>;
     /// Refused callbacks matching the query, newest first.
     fn rejected(&self, query: &RejectedQuery) -> Result<Vec<RejectedRow>, StoreError>;
     /// One refused callback with its raw body.

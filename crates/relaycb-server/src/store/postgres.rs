@@ -741,17 +741,29 @@ impl Reader for PgReader {
         })
     }
 
-    // FIXME: a task that runs for months has a long timeline, and all of it
-    // is read although its page shows only the latest events (`?limit=`);
-    // read those alone (a timeline is in event order, not id order).
-    fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError> {
+    fn latest_of_task(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<(Vec<EventRow>, u64), StoreError> {
         self.with(|client| {
+            // The count is taken over every row of the task, before the limit.
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE task_id = $1 OR attributed_to = $1
-                 ORDER BY coalesce(occurred_at_ms, received_at_ms), id"
+                "SELECT {EVENT_COLUMNS}, count(*) OVER () FROM events
+                 WHERE task_id = $1 OR attributed_to = $1
+                 ORDER BY coalesce(occurred_at_ms, received_at_ms) DESC, id DESC LIMIT $2"
             );
-            let rows = client.query(&sql, &[&task_id])?;
-            rows.iter().map(|r| event_row(r, false)).collect()
+            let rows = client.query(&sql, &[&task_id, &(limit as i64)])?;
+            let total = match rows.first() {
+                Some(r) => r.try_get::<_, i64>(14)? as u64,
+                None => 0,
+            };
+            let mut latest = rows
+                .iter()
+                .map(|r| event_row(r, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            latest.reverse();
+            Ok((latest, total))
         })
     }
 

@@ -6,6 +6,8 @@
 //! `relaycb analyze` as well: their column names and meanings are a
 //! contract. New columns may be added; none may change meaning.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -676,17 +678,47 @@ impl Reader for SqliteReader {
         })
     }
 
-    // FIXME: a task that runs for months has a long timeline, and all of it
-    // is read although its page shows only the latest events (`?limit=`);
-    // read those alone (a timeline is in event order, not id order).
-    fn timeline(&self, task_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        let mut out = Vec::new();
+    /// The walk goes from the newest arrival back, and the latest arrivals
+    /// are mostly the latest events too: only a row that may be shown is
+    /// read whole, so a task's page costs about `limit` rows of JSON
+    /// whatever its length.
+    ///
+    /// FIXME: the walk still visits every event of the task, to count them
+    /// and because an old event may arrive late; a task that runs for
+    /// months makes its page slower by a row lookup per event.
+    fn latest_of_task(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<(Vec<EventRow>, u64), StoreError> {
+        // The smallest (event time, id) kept is on top.
+        let mut kept: BinaryHeap<Reverse<(i64, i64)>> = BinaryHeap::new();
+        let mut rows: HashMap<i64, EventRow> = HashMap::new();
+        let mut total = 0u64;
         self.walk(task_id, None, &mut |r| {
-            out.push(event_row(r, false)?);
+            total += 1;
+            let id: i64 = r.get(0)?;
+            let occurred: Option<i64> = r.get(6)?;
+            let received: i64 = r.get(7)?;
+            let order = (occurred.unwrap_or(received), id);
+            if kept.len() == limit {
+                match kept.peek() {
+                    Some(Reverse(smallest)) if order > *smallest => {
+                        let Some(Reverse((_, dropped))) = kept.pop() else {
+                            unreachable!("peeked")
+                        };
+                        rows.remove(&dropped);
+                    }
+                    _ => return Ok(true),
+                }
+            }
+            kept.push(Reverse(order));
+            rows.insert(id, event_row(r, false)?);
             Ok(true)
         })?;
-        out.sort_by_key(|e| (e.occurred_at_ms.unwrap_or(e.received_at_ms), e.id));
-        Ok(out)
+        let mut latest: Vec<EventRow> = rows.into_values().collect();
+        latest.sort_by_key(|e| (e.occurred_at_ms.unwrap_or(e.received_at_ms), e.id));
+        Ok((latest, total))
     }
 
     fn rejected(&self, q: &RejectedQuery) -> Result<Vec<RejectedRow>, StoreError> {

@@ -554,8 +554,8 @@ mod tests {
         fn event(&self, _: i64) -> Result<Option<EventRow>, StoreError> {
             Ok(None)
         }
-        fn timeline(&self, _: &str) -> Result<Vec<EventRow>, StoreError> {
-            Ok(Vec::new())
+        fn latest_of_task(&self, _: &str, _: usize) -> Result<(Vec<EventRow>, u64), StoreError> {
+            Ok((Vec::new(), 0))
         }
         fn rejected(&self, _: &RejectedQuery) -> Result<Vec<RejectedRow>, StoreError> {
             Ok(Vec::new())

@@ -198,13 +198,11 @@ pub(crate) async fn task(
         return Err(ApiError::not_found(format!("no task {task_id:?}")));
     };
     let id = task_id.clone();
-    let mut rows = state
+    let (rows, total) = state
         .store
-        .read(move |r| r.timeline(&id))
+        .read(move |r| r.latest_of_task(&id, shown))
         .await
         .map_err(|e| store_failed(&e))?;
-    let total = rows.len();
-    let rows = rows.split_off(total.saturating_sub(shown));
     let mut view = serde_json::to_value(TaskView::from(task)).expect("views serialise");
     view["events"] = Value::Array(rows.iter().map(event_view).collect());
     view["events_total"] = json!(total);
