@@ -14,8 +14,9 @@ use crate::send::{self, Name, Outgoing};
 #[derive(Debug, clap::Args)]
 #[command(mut_arg("to", |arg| arg.required(true)))]
 pub struct Args {
-    /// The log: JSON Lines of bodies, JSON Lines from `relaycb export`, or
-    /// the server's SQLite file; `-` for standard input.
+    /// The log: JSON Lines of bodies, JSON Lines from `relaycb export`, the
+    /// server's SQLite file or PostgreSQL URL, or a single body (pretty
+    /// printed or not); `-` for standard input.
     pub log: String,
     #[command(flatten)]
     pub send: SendArgs,

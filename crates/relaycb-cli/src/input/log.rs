@@ -2,7 +2,8 @@
 //! any size is read in bounded memory: JSON Lines of bare bodies, JSON
 //! Lines written by `relaycb export`, the server's SQLite file (known by
 //! its `SQLite format 3` header) or its PostgreSQL store (a `postgres://`
-//! URL).
+//! URL). A single body spread over lines (a pretty-printed file, as
+//! `decode` takes) is read as that one body, not line by line.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -16,6 +17,12 @@ use super::ExportLine;
 
 /// The first bytes of every SQLite 3 database file.
 const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
+
+/// The most of an input that is read ahead to tell whether it is one body
+/// spread over lines, when its first line is not a JSON value by itself. A
+/// callback is far smaller (the server takes 64 KiB by default); a longer
+/// input is JSON Lines whose first line is broken.
+const ONE_BODY_AT_MOST: u64 = 4 << 20;
 
 /// Records read together, with the text of the lines they were read from:
 /// one buffer for a chunk of lines rather than one for each line.
@@ -117,7 +124,7 @@ pub(crate) fn read(
 ) -> anyhow::Result<()> {
     if path == "-" {
         let stdin = std::io::stdin();
-        return read_lines(stdin.lock(), None, chunk, &mut each_chunk)
+        return read_text(stdin.lock(), None, chunk, &mut each_chunk)
             .context("cannot read standard input");
     }
     if super::postgres::is_url(path) {
@@ -138,7 +145,7 @@ pub(crate) fn read(
     }
     let total = file.metadata().ok().map(|m| m.len());
     let reader = std::io::Cursor::new(header[..n].to_vec()).chain(file);
-    read_lines(
+    read_text(
         BufReader::with_capacity(1 << 20, reader),
         total,
         chunk,
@@ -213,6 +220,61 @@ impl<'e, 'a> Chunks<'e, 'a> {
         }
         (self.each)(self.records, self.progress)
     }
+}
+
+/// Reads text: JSON Lines, unless its first line is not a JSON value by
+/// itself while the whole input (a few MiB at most) is one; then that one
+/// body, as record 1.
+fn read_text(
+    mut reader: impl BufRead,
+    total: Option<u64>,
+    chunk: usize,
+    each_chunk: &mut EachChunk<'_>,
+) -> anyhow::Result<()> {
+    // Up to the first line that holds something.
+    let mut head = Vec::new();
+    let mut first = 0..0;
+    loop {
+        let start = head.len();
+        if reader.read_until(b'\n', &mut head)? == 0 {
+            break;
+        }
+        if !head[start..].iter().all(u8::is_ascii_whitespace) {
+            first = start..head.len();
+            break;
+        }
+    }
+    if !first.is_empty() && !is_json(&head[first]) {
+        (&mut reader)
+            .take(ONE_BODY_AT_MOST)
+            .read_to_end(&mut head)?;
+        let whole = head.len() as u64 <= ONE_BODY_AT_MOST && reader.fill_buf()?.is_empty();
+        if whole && is_json(&head) {
+            let mut chunks = Chunks::new(chunk, total, each_chunk);
+            chunks.advance(head.len() as u64);
+            let body = head.trim_ascii_end();
+            let text = chunks.text();
+            text.extend_from_slice(body);
+            let range = 0..text.len();
+            chunks.push(Record {
+                line: 1,
+                payload: Payload::Body(range),
+            })?;
+            return chunks.finish();
+        }
+    }
+    read_lines(
+        std::io::Cursor::new(head).chain(reader),
+        total,
+        chunk,
+        each_chunk,
+    )
+}
+
+/// Whether `bytes` (after a byte order mark) are one JSON value.
+fn is_json(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 fn read_lines(
@@ -315,5 +377,54 @@ pub(crate) fn raw_bytes(value: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
         ValueRef::Null => Vec::new(),
         ValueRef::Integer(n) => n.to_string().into_bytes(),
         ValueRef::Real(x) => x.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records `text` is read as: each one's number and body.
+    fn records(text: &[u8]) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        read_text(text, None, 2, &mut |records, _| {
+            for record in records.iter() {
+                let body = records.delivery(record).map_err(anyhow::Error::msg)?.body;
+                out.push((record.line, String::from_utf8_lossy(&body).into_owned()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_pretty_printed_body_is_one_record() {
+        let body = "{\n  \"callback_event\": \"TaskStart\",\n  \"task_id\": \"7\"\n}";
+        assert_eq!(
+            records(format!("\n{body}\n\n").as_bytes()),
+            [(1, format!("\n{body}"))]
+        );
+        let marked = format!("\u{feff}{body}");
+        assert_eq!(records(marked.as_bytes()), [(1, marked.clone())]);
+    }
+
+    #[test]
+    fn json_lines_are_read_line_by_line_whatever_their_first_line() {
+        assert_eq!(
+            records(b"{\"a\":1}\n\n{\"b\":2}\n{\"c\":3}"),
+            [
+                (1, "{\"a\":1}".into()),
+                (3, "{\"b\":2}".into()),
+                (4, "{\"c\":3}".into())
+            ]
+        );
+        // A broken first line does not make the rest one body.
+        assert_eq!(
+            records(b"{\"a\":\n{\"b\":2}\n"),
+            [(1, "{\"a\":".into()), (2, "{\"b\":2}".into())]
+        );
+        assert_eq!(records(b"garbage"), [(1, "garbage".into())]);
+        assert_eq!(records(b"\n\n"), []);
     }
 }

@@ -32,8 +32,8 @@ const PROGRESS_FROM_BYTES: u64 = 32 << 20;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The logs: JSON Lines of bodies, JSON Lines from `relaycb export`, the
-    /// server's SQLite file, or the `postgres://` URL of its PostgreSQL
-    /// store; `-` for standard input. Several logs are read as one, in the
+    /// server's SQLite file, the `postgres://` URL of its PostgreSQL store,
+    /// or a single body (pretty printed or not); `-` for standard input. Several logs are read as one, in the
     /// order given, and what the report points at is then named by its log
     /// (`b.jsonl:14`, `relaycb.db id 5`).
     #[arg(required = true)]
