@@ -40,3 +40,21 @@ pub enum Command {
     /// Send a log's bodies to a receiver as Tencent would.
     Replay(replay::Args),
 }
+
+/// A task id as given on the command line, without the white space around
+/// it, as decoding takes a callback's `task_id`.
+pub(crate) fn task_id(given: &str) -> Result<String, String> {
+    match given.trim() {
+        "" => Err("a task id cannot be empty".to_owned()),
+        id => Ok(id.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_task_id_is_taken_without_the_white_space_around_it() {
+        assert_eq!(super::task_id(" 118148\t").as_deref(), Ok("118148"));
+        assert!(super::task_id("  ").is_err());
+    }
+}

@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     /// Only the events of this task.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = crate::cli::task_id)]
     pub task: Option<String>,
 }
 

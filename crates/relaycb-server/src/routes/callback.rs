@@ -41,6 +41,42 @@ const HEADERS_KEPT: [&str; 7] = [
     "x-request-id",
 ];
 
+/// Every broad `category` a refusal is stored with.
+pub(crate) const CATEGORIES: &[&str] = &[
+    "syntax",
+    "not_relay",
+    "missing",
+    "wrong_type",
+    "deviation",
+    "signature",
+    "token",
+    "too_large",
+    "unreadable",
+    "timeout",
+];
+
+/// Every `kind` a refusal is stored with: the `reason` labels of the
+/// rejections metric.
+pub(crate) const KINDS: &[&str] = &[
+    "not_json",
+    "not_object",
+    "not_relay",
+    "missing_field",
+    "wrong_type",
+    "invalid",
+    "signature",
+    "signature_missing",
+    "signature_malformed",
+    "signature_expired",
+    "signature_future",
+    "signature_mismatch",
+    "token_missing",
+    "token_mismatch",
+    "too_large",
+    "unreadable",
+    "timeout",
+];
+
 /// Why a callback was refused.
 struct Refusal {
     status: StatusCode,
@@ -60,6 +96,11 @@ impl Refusal {
         label: &'static str,
         message: String,
     ) -> Self {
+        debug_assert!(
+            CATEGORIES.contains(&category),
+            "unlisted category {category}"
+        );
+        debug_assert!(KINDS.contains(&label), "unlisted kind {label}");
         Refusal {
             status,
             category,

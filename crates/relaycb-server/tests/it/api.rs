@@ -269,6 +269,12 @@ async fn a_task_shows_its_timeline_in_event_order() {
         latest["events"].as_array().unwrap(),
         &events[events.len() - 2..]
     );
+    // White space around a task id is no part of it, as in a callback.
+    assert_eq!(h.ok("/api/tasks/%20200004%09?limit=2").await, latest);
+    assert_eq!(
+        h.ok("/api/events?task_id=%20200004").await,
+        h.ok("/api/events?task_id=200004").await
+    );
     let (status, answer) = h.get("/api/tasks/200004?limit=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (status, answer) = h.get("/api/tasks/200004?cursor=3").await;
@@ -337,9 +343,36 @@ async fn query_parameters_are_checked_by_name_and_form() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let error = answer["error"].as_str().unwrap();
     assert!(
-        error.contains("`task`") && error.contains("`task_id`"),
+        error.starts_with("unknown parameter `task`") && error.contains("`task_id`"),
         "{error}"
     );
+    let (status, answer) = h.get("/api/events?limit=2&limit=3").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "parameter `limit` given more than once");
+    // Routes of one thing take no parameters, and say so.
+    for route in [
+        "/api/events/1",
+        "/api/events/1/raw",
+        "/api/rejected/1",
+        "/api/rejected/1/raw",
+    ] {
+        let (status, answer) = h.get(&format!("{route}?x=1")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{route}: {answer}");
+        assert_eq!(
+            answer["error"], "unknown parameter `x`, this route takes none",
+            "{route}"
+        );
+    }
+    // A filter of fixed values is checked, so that a misspelling is not
+    // taken for an empty list.
+    for filter in ["kind=NOT_JSON", "category=bogus"] {
+        let (status, answer) = h.get(&format!("/api/rejected?{filter}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{filter}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("is none of"),
+            "{answer}"
+        );
+    }
     let (status, answer) = h.get("/api/tasks?phases=running").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (status, answer) = h.get("/api/rejected?limt=3").await;

@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Print one task's timeline and state instead of the whole report.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = crate::cli::task_id)]
     pub task: Option<String>,
     /// Also draw a timeline picture, one row per task, to this SVG file.
     #[arg(long, value_name = "FILE.svg")]

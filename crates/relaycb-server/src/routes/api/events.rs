@@ -10,7 +10,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{
-    cursor, limit, next_cursor, parse_id, query, raw_fields, raw_response, rfc3339, store_failed,
+    NoParams, cursor, limit, next_cursor, parse_id, query, raw_fields, raw_response, rfc3339,
+    store_failed,
 };
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -52,7 +53,12 @@ pub(crate) async fn events(
 ) -> Result<Json<Value>, ApiError> {
     let params: EventsParams = query(&uri)?;
     let q = EventQuery {
-        task_id: params.task_id.filter(|s| !s.is_empty()),
+        // As decoding takes a callback's `task_id`: white space around it
+        // is no part of it.
+        task_id: params
+            .task_id
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
         event: params.event.filter(|s| !s.is_empty()),
         since_ms: params
             .since
@@ -91,7 +97,9 @@ async fn load_event(state: &AppState, id: &str) -> Result<EventRow, ApiError> {
 pub(crate) async fn event(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let _: NoParams = query(&uri)?;
     let mut row = load_event(&state, &id).await?;
     let raw = row.raw.take().unwrap_or_default();
     let mut view = event_view(&row);
@@ -103,7 +111,9 @@ pub(crate) async fn event(
 pub(crate) async fn event_raw(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
+    let _: NoParams = query(&uri)?;
     let row = load_event(&state, &id).await?;
     Ok(raw_response(row.raw.unwrap_or_default()))
 }

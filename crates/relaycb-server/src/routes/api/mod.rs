@@ -61,9 +61,26 @@ pub(crate) async fn require_token(
 }
 
 pub(super) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(uri)
-        .map(|q| q.0)
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+    serde_urlencoded::from_str(uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(query_error(&e.to_string())))
+}
+
+/// The parameters of a route that takes none but the path.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoParams {}
+
+/// What the query-string decoder said, in the words of a query string:
+/// parameters, not fields.
+fn query_error(said: &str) -> String {
+    let said = said.replacen("there are no fields", "this route takes none", 1);
+    if let Some(rest) = said.strip_prefix("unknown field ") {
+        format!("unknown parameter {rest}")
+    } else if let Some(name) = said.strip_prefix("duplicate field ") {
+        format!("parameter {name} given more than once")
+    } else {
+        format!("query string: {said}")
+    }
 }
 
 pub(super) fn store_failed(error: &StoreError) -> ApiError {

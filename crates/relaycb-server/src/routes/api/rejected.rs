@@ -8,10 +8,12 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{
-    cursor, limit, next_cursor, parse_id, query, raw_fields, raw_response, rfc3339, store_failed,
+    NoParams, cursor, limit, next_cursor, parse_id, query, raw_fields, raw_response, rfc3339,
+    store_failed,
 };
 use crate::error::ApiError;
 use crate::routes::AppState;
+use crate::routes::callback::{CATEGORIES, KINDS};
 use crate::store::{RejectedQuery, RejectedRow};
 
 fn rejected_view(row: &RejectedRow) -> Value {
@@ -29,6 +31,19 @@ struct RejectedParams {
     cursor: Option<String>,
 }
 
+/// A filter's value, checked against the values it can have, so that a
+/// misspelt one is refused rather than answered with an empty list; an
+/// empty one is no filter.
+fn one_of(name: &str, given: Option<String>, known: &[&str]) -> Result<Option<String>, ApiError> {
+    match given.filter(|v| !v.is_empty()) {
+        Some(value) if !known.contains(&value.as_str()) => Err(ApiError::bad_request(format!(
+            "{name}: {value:?} is none of {}",
+            known.join(", ")
+        ))),
+        given => Ok(given),
+    }
+}
+
 /// `GET /api/rejected?kind=&category=&limit=&cursor=`: `kind` is the
 /// `reason` label of `relaycb_rejections_total`.
 pub(crate) async fn rejected(
@@ -39,8 +54,8 @@ pub(crate) async fn rejected(
     let page = limit(params.limit.as_deref())?;
     // One more than the page, to know whether another page follows.
     let q = RejectedQuery {
-        kind: params.kind.filter(|k| !k.is_empty()),
-        category: params.category.filter(|c| !c.is_empty()),
+        kind: one_of("kind", params.kind, KINDS)?,
+        category: one_of("category", params.category, CATEGORIES)?,
         before_id: cursor(params.cursor.as_deref())?,
         limit: page + 1,
     };
@@ -72,7 +87,9 @@ async fn load_rejected(state: &AppState, id: &str) -> Result<RejectedRow, ApiErr
 pub(crate) async fn rejected_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let _: NoParams = query(&uri)?;
     let mut row = load_rejected(&state, &id).await?;
     let raw = row.raw.take().unwrap_or_default();
     let mut view = rejected_view(&row);
@@ -84,7 +101,9 @@ pub(crate) async fn rejected_one(
 pub(crate) async fn rejected_raw(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
+    let _: NoParams = query(&uri)?;
     let row = load_rejected(&state, &id).await?;
     Ok(raw_response(row.raw.unwrap_or_default()))
 }

@@ -193,6 +193,8 @@ pub(crate) async fn task(
 ) -> Result<Json<Value>, ApiError> {
     let params: TaskParams = query(&uri)?;
     let shown = limit(params.limit.as_deref())?;
+    // As decoding takes a callback's `task_id`.
+    let task_id = task_id.trim().to_owned();
     state.refresh_tasks().await.map_err(|e| store_failed(&e))?;
     let Some(task) = state.board.task(&task_id, now_ms()) else {
         return Err(ApiError::not_found(format!("no task {task_id:?}")));
