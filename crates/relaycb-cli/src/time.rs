@@ -41,7 +41,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A span of seconds in words: `5m`, `1h 2m 3s`.
 pub(crate) fn span(seconds: u64) -> String {
-    humantime::format_duration(Duration::from_secs(seconds)).to_string()
+    relaycb_core::span_text(seconds)
 }
 
 #[cfg(test)]

@@ -52,21 +52,58 @@ pub fn parse_when(text: &str, now_ms: i64) -> Result<i64, WhenError> {
 }
 
 /// A span of whole seconds as people read it (`6m 40s`, `2h 5m 3s`,
-/// `1year 3days 4h 12s`, a year being 365.25 days), for messages that would
-/// otherwise give a raw count of seconds that may run to eight digits.
+/// `400days 4h 12s`), for messages that would otherwise give a raw count of
+/// seconds that may run to eight digits. Days are the largest unit: months
+/// and years have no fixed length, and a span in years of 365.25 days reads
+/// a day off from the calendar. What it writes, `parse_when` reads.
 ///
 /// ```
 /// use relaycb_core::span_text;
 /// assert_eq!(span_text(400), "6m 40s");
+/// assert_eq!(span_text(86_400 + 3), "1day 3s");
 /// assert_eq!(span_text(0), "0s");
 /// ```
 pub fn span_text(seconds: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+    if seconds == 0 {
+        return "0s".to_owned();
+    }
+    let days = seconds / 86_400;
+    let mut parts = Vec::with_capacity(4);
+    match days {
+        0 => {}
+        1 => parts.push("1day".to_owned()),
+        n => parts.push(format!("{n}days")),
+    }
+    for (value, unit) in [
+        (seconds / 3600 % 24, "h"),
+        (seconds / 60 % 60, "m"),
+        (seconds % 60, "s"),
+    ] {
+        if value > 0 {
+            parts.push(format!("{value}{unit}"));
+        }
+    }
+    parts.join(" ")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_when;
+    use super::{parse_when, span_text};
+
+    #[test]
+    fn spans_are_written_in_days_at_most_and_read_back() {
+        let now = 1_764_802_000_000;
+        for seconds in [1, 59, 60, 3600, 3661, 86_399, 86_400, 90_061, 63_158_400] {
+            let text = span_text(seconds);
+            assert_eq!(
+                parse_when(&text, now),
+                Ok(now - seconds as i64 * 1000),
+                "{text}"
+            );
+        }
+        // Two years and a day and a half: no 365.25-day years.
+        assert_eq!(span_text(2 * 365 * 86_400 + 129_600), "731days 12h");
+    }
 
     #[test]
     fn times_are_read_in_every_documented_form() {

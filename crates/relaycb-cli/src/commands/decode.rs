@@ -248,7 +248,11 @@ fn msg_lines(c: &Callback, console: &Console<'_>) -> Vec<(&'static str, String)>
             }
             let duration = file.duration.map_or_else(
                 || "(not given)".into(),
-                |d| format!("{d} s ({})", time::span(d)),
+                // The span only where it says more than the seconds.
+                |d| match d {
+                    0..60 => format!("{d} s"),
+                    _ => format!("{d} s ({})", time::span(d)),
+                },
             );
             lines.push(("duration", duration));
         }

@@ -28,18 +28,28 @@ pub struct Args {
     /// Judge expiry as of this Unix time instead of now (for old logs).
     #[arg(long)]
     pub now: Option<i64>,
-    /// How far, in seconds, the sender's clock may be off.
-    #[arg(long, default_value_t = 60)]
-    pub skew: u64,
+    /// How far the sender's clock may be off: a span (`60s`, `2m`) or
+    /// seconds (`60`), as relaycb-server's `--clock-skew`.
+    #[arg(long, default_value = "60s", value_parser = skew)]
+    pub skew: Duration,
     /// Whether the input is one body or JSON Lines (one body per line).
     #[arg(long, value_enum, default_value_t = Layout::Auto)]
     pub layout: Layout,
 }
 
+/// A clock skew: seconds, or a span as humantime reads it.
+fn skew(given: &str) -> Result<Duration, String> {
+    match given.trim().parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(given.trim())
+            .map_err(|e| format!("{e} (give seconds, or a span such as 60s or 2m)")),
+    }
+}
+
 /// Verifies every body of every input; fails if any is refused or an
 /// input cannot be read.
 pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Status> {
-    let ring = KeyRing::new(args.keys.iter().cloned()).with_skew(Duration::from_secs(args.skew));
+    let ring = KeyRing::new(args.keys.iter().cloned()).with_skew(args.skew);
     if ring.is_empty() {
         return Err(crate::UsageError("--key must not be empty".into()).into());
     }

@@ -236,7 +236,7 @@ fn an_overdue_file_is_flagged_as_of_now() {
     let a_year_on = s.tracker.task("1", Some(161_000 + 31_571_021_000)).unwrap();
     assert_eq!(
         a_year_on.anomalies[0].detail,
-        "file 0 should have ended 1year 3h 43m 41s ago and has not finished"
+        "file 0 should have ended 365days 9h 43m 41s ago and has not finished"
     );
     assert_eq!(a_year_on.anomalies[0].at_ms, 191_000);
 }
