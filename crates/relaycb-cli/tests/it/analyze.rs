@@ -112,6 +112,26 @@ fn plot_draws_one_row_per_task() {
     assert!(svg.contains(">200002</text>") && svg.contains(">200005</text>"));
     assert_eq!(svg.matches("ECONNREFUSED").count(), 4, "one mark per exit");
 
+    // With --task, the picture is of that task alone.
+    let one = dir.path().join("one.svg");
+    let run = relaycb(&[
+        "analyze",
+        "--task",
+        "200005",
+        "--plot",
+        &one.to_string_lossy(),
+        "../../fixtures/sequences/exit_and_restart.jsonl",
+        "../../fixtures/sequences/restart_loop.jsonl",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(
+        run.err.contains("wrote a timeline of 1 task(s)"),
+        "{}",
+        run.err
+    );
+    let one = std::fs::read_to_string(one).unwrap();
+    assert!(one.contains(">200005</text>") && !one.contains(">200002</text>"));
+
     // The picture is SVG, whatever its name says: another extension is a
     // usage error, and nothing is written.
     let png = dir.path().join("plot.png");

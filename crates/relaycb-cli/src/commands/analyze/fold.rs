@@ -269,7 +269,10 @@ impl Analysis {
             if let Some(timeline) = &mut self.timeline {
                 timeline.add(task_id, item.id, item.received_at_ms, callback, false);
             }
-            if let Some(plot) = &mut self.plot {
+            // With `--task`, the picture is of that task alone.
+            if let Some(plot) = &mut self.plot
+                && self.timeline.as_ref().is_none_or(|t| t.task_id == task_id)
+            {
                 plot.add(task_id, item.received_at_ms, callback);
             }
         }

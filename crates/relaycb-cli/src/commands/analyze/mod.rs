@@ -108,11 +108,12 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
     if let Some(path) = &args.plot {
         let plot = analysis.plot.as_mut().expect("asked for a plot");
         std::fs::write(path, plot.svg()).with_context(|| format!("cannot write {path}"))?;
-        writeln!(
-            console.err,
-            "wrote a timeline of {} task(s) to {path}",
+        let drawn = if args.task.is_some() {
+            1
+        } else {
             analysis.tracker.len()
-        )?;
+        };
+        writeln!(console.err, "wrote a timeline of {drawn} task(s) to {path}")?;
     }
     match args.task.clone() {
         Some(task_id) => print_task(&mut analysis, &task_id, args.format, &logs, console)?,

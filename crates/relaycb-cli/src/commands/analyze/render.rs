@@ -219,7 +219,7 @@ pub(crate) fn render(
             "PHASE",
             "STARTS",
             "RESTARTS",
-            "FILES",
+            "FILES STARTED/FINISHED",
             "LOOPS",
             "EXITS",
             "ALARMS",
