@@ -479,7 +479,7 @@ pub(crate) fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
     use crate::store::{
@@ -487,13 +487,28 @@ mod tests {
     };
 
     /// A backend that keeps nothing and whose commits fail while `broken`.
-    struct Flaky {
+    /// With a gate, each `begin` says it was entered and waits until let go
+    /// (as one waits for another server's transaction), then fails if
+    /// `refuse_begin`.
+    #[derive(Default)]
+    struct Fake {
         broken: Arc<AtomicBool>,
+        gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+        refuse_begin: bool,
+        commits: Arc<AtomicUsize>,
         next_id: i64,
     }
 
-    impl Backend for Flaky {
+    impl Backend for Fake {
         fn begin(&mut self, _: i64) -> Result<(), StoreError> {
+            if let Some((entered, go)) = &self.gate {
+                let _ = entered.send(());
+                // A closed gate lets every later transaction through.
+                let _ = go.recv();
+            }
+            if self.refuse_begin {
+                return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery));
+            }
             Ok(())
         }
         fn last_event_id(&mut self) -> Result<i64, StoreError> {
@@ -527,10 +542,10 @@ mod tests {
         }
         fn commit(&mut self) -> Result<(), StoreError> {
             if self.broken.load(Ordering::SeqCst) {
-                Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery))
-            } else {
-                Ok(())
+                return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery));
             }
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            Ok(())
         }
         fn rollback(&mut self) {}
         fn close(self: Box<Self>) -> Result<(), StoreError> {
@@ -594,66 +609,6 @@ mod tests {
         }
     }
 
-    /// A backend whose `begin` waits until the test lets it go (as one
-    /// waits for another server's transaction), counting commits; it keeps
-    /// nothing else.
-    struct Gated {
-        entered: std::sync::mpsc::Sender<()>,
-        go: std::sync::mpsc::Receiver<()>,
-        refuse_begin: bool,
-        commits: Arc<std::sync::atomic::AtomicUsize>,
-        next_id: i64,
-    }
-
-    impl Backend for Gated {
-        fn begin(&mut self, _: i64) -> Result<(), StoreError> {
-            let _ = self.entered.send(());
-            // A closed gate lets every later transaction through.
-            let _ = self.go.recv();
-            if self.refuse_begin {
-                return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery));
-            }
-            Ok(())
-        }
-        fn last_event_id(&mut self) -> Result<i64, StoreError> {
-            Ok(0)
-        }
-        fn upsert_event(&mut self, event: &NewEvent) -> Result<Upserted, StoreError> {
-            self.next_id += 1;
-            Ok(Upserted {
-                id: self.next_id,
-                deliveries: 1,
-                task: event.task_id.clone(),
-            })
-        }
-        fn attribute(&mut self, _: i64, _: &str) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn insert_rejected(&mut self, _: &NewRejected) -> Result<i64, StoreError> {
-            Ok(1)
-        }
-        fn trim_rejected(&mut self, _: u64) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-        fn outbox_add(&mut self, _: i64) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn outbox_remove(&mut self, ids: &[i64]) -> Result<u64, StoreError> {
-            Ok(ids.len() as u64)
-        }
-        fn probe(&mut self, _: i64) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn commit(&mut self) -> Result<(), StoreError> {
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }
-        fn rollback(&mut self) {}
-        fn close(self: Box<Self>) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
-
     /// Sends one request, and nine more while the writer waits in `begin`
     /// for it; returns the answers and how many commits there were.
     async fn ten_requests_behind_a_slow_begin(
@@ -661,14 +616,13 @@ mod tests {
     ) -> (Vec<Result<Stored, StoreError>>, usize) {
         let (entered_tx, entered) = std::sync::mpsc::channel();
         let (go, go_rx) = std::sync::mpsc::channel();
-        let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let commits = Arc::new(AtomicUsize::new(0));
         let store = StoreHandle::spawn(
-            Box::new(Gated {
-                entered: entered_tx,
-                go: go_rx,
+            Box::new(Fake {
+                gate: Some((entered_tx, go_rx)),
                 refuse_begin,
                 commits: commits.clone(),
-                next_id: 0,
+                ..Fake::default()
             }),
             Arc::new(Empty),
             Arc::new(TaskBoard::default()),
@@ -724,9 +678,9 @@ mod tests {
         let broken = Arc::new(AtomicBool::new(true));
         let board = Arc::new(TaskBoard::default());
         let store = StoreHandle::spawn(
-            Box::new(Flaky {
+            Box::new(Fake {
                 broken: broken.clone(),
-                next_id: 0,
+                ..Fake::default()
             }),
             Arc::new(Empty),
             board.clone(),
