@@ -77,6 +77,7 @@ impl Server {
     }
 
     fn spawn(kind: Kind, programs: &Programs, db: Option<&str>) -> Result<Server> {
+        settle_writes()?;
         let dir = tempfile::Builder::new()
             .prefix("relaycb-bench-")
             .tempdir()
@@ -218,4 +219,16 @@ impl Drop for Server {
 fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     listener.local_addr().context("no local address")
+}
+
+/// Writes what the page cache holds to disk (`sync`) before a server is
+/// started, so that the servers measured, which wait on fsync, do not also
+/// wait on the writeback of what came before them: the generated logs are
+/// gigabytes, and the server measured before may have left pages behind.
+fn settle_writes() -> Result<()> {
+    let status = Command::new("sync")
+        .status()
+        .context("cannot run sync to settle the disk before a measurement")?;
+    anyhow::ensure!(status.success(), "sync failed: {status}");
+    Ok(())
 }
