@@ -132,6 +132,8 @@ pub(crate) struct Report {
     pub(crate) failed: BTreeMap<String, Failed>,
     /// How long sending took.
     pub(crate) elapsed: Duration,
+    /// Whether each attempt was signed with a callback key.
+    pub(crate) signed: bool,
 }
 
 impl Report {
@@ -160,6 +162,10 @@ impl Report {
                 answers.join(", ")
             }
         );
+        if self.signed {
+            // The key may come from RELAYCB_KEY, set for `relaycb sign`.
+            out.push_str("each attempt signed with the callback key (--key or RELAYCB_KEY)\n");
+        }
         if !self.latencies_us.is_empty() {
             self.latencies_us.sort_unstable();
             let at = |q: f64| {
@@ -419,6 +425,7 @@ async fn send(
         .into_inner()
         .expect("report lock");
     report.elapsed = started.elapsed();
+    report.signed = options.key.is_some();
     Ok(report)
 }
 

@@ -154,6 +154,26 @@ impl TaskBoard {
             .collect()
     }
 
+    /// The tasks after `after` in task id order (from the first when
+    /// `None`) that `keep` accepts, at most `take` of them, overdue files
+    /// judged at `now_ms`.
+    pub(crate) fn tasks_after(
+        &self,
+        after: Option<&str>,
+        now_ms: i64,
+        take: usize,
+        keep: impl Fn(&TaskState) -> bool,
+    ) -> Vec<TaskState> {
+        let inner = self.read();
+        inner
+            .tracker
+            .tasks_after(after, Some(now_ms))
+            .map(|t| with_duplicates(t, &inner.duplicates))
+            .filter(keep)
+            .take(take)
+            .collect()
+    }
+
     /// One task, overdue files judged at `now_ms`.
     pub(crate) fn task(&self, task_id: &str, now_ms: i64) -> Option<TaskState> {
         let inner = self.read();

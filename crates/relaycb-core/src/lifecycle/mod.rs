@@ -473,6 +473,22 @@ impl Tracker {
         self.tasks.values().map(move |h| h.snapshot(now_ms))
     }
 
+    /// The state of the tasks whose id sorts after `after` (every task when
+    /// `None`), ordered by task id: a list taken in pages, each starting
+    /// after the last id of the one before. A state is taken only when the
+    /// iterator reaches it.
+    pub fn tasks_after(
+        &self,
+        after: Option<&str>,
+        now_ms: Option<i64>,
+    ) -> impl Iterator<Item = TaskState> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.tasks
+            .range::<str, _>((from, Unbounded))
+            .map(move |(_, h)| h.snapshot(now_ms))
+    }
+
     /// The state of every task, ordered by task id, each task's history
     /// freed as its state is taken: a report over many tasks need not hold
     /// both at once.

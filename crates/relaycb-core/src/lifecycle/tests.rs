@@ -473,3 +473,25 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn tasks_after_an_id_are_the_rest_of_the_list_in_order() {
+    let mut s = Script::new();
+    for task in ["b", "a", "c", "ab"] {
+        s.feed(&callback(Some(task), 100, start()));
+    }
+    let ids = |after: Option<&str>| -> Vec<String> {
+        s.tracker
+            .tasks_after(after, None)
+            .map(|t| t.task_id)
+            .collect()
+    };
+    assert_eq!(ids(None), ["a", "ab", "b", "c"]);
+    assert_eq!(ids(Some("a")), ["ab", "b", "c"]);
+    // An id that is no task's still says where the page starts.
+    assert_eq!(ids(Some("aa")), ["ab", "b", "c"]);
+    assert_eq!(ids(Some("")), ["a", "ab", "b", "c"]);
+    assert_eq!(ids(Some("c")), Vec::<String>::new());
+    let all: Vec<String> = s.tracker.tasks(None).map(|t| t.task_id).collect();
+    assert_eq!(ids(None), all);
+}

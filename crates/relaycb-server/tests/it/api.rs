@@ -93,6 +93,66 @@ async fn tasks_filter_by_phase_and_anomalies() {
 }
 
 #[tokio::test]
+async fn tasks_come_in_pages_that_together_are_the_whole_list() {
+    let h = Harness::new(&[]).await;
+    for task in ["t1", "t2", "t3", "t4", "t5"] {
+        let (status, answer) = h
+            .post("/callback", crate::nats::body(task, "TaskStart", 0))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    // Two tasks have exited: a filter applies before the page is cut.
+    for task in ["t2", "t4"] {
+        let (status, answer) = h
+            .post("/callback", crate::nats::body(task, "TaskExit", 1))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let all = h.ok("/api/tasks").await;
+    assert_eq!(task_ids(&all), ["t1", "t2", "t3", "t4", "t5"]);
+    assert_eq!(all["next_cursor"], Value::Null, "no limit: no next page");
+
+    let mut paged = Vec::new();
+    let mut uri = "/api/tasks?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = h.ok(&uri).await;
+        pages += 1;
+        let ids = task_ids(&page);
+        assert!(ids.len() <= 2, "{page}");
+        paged.extend(ids.iter().map(|id| id.to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                assert_eq!(Some(&cursor), ids.last(), "the cursor is the last id shown");
+                uri = format!("/api/tasks?limit=2&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(paged, ["t1", "t2", "t3", "t4", "t5"]);
+    assert_eq!(pages, 3);
+
+    // A full last page says it is the last.
+    let last = h.ok("/api/tasks?limit=2&cursor=t3").await;
+    assert_eq!(task_ids(&last), ["t4", "t5"]);
+    assert_eq!(last["next_cursor"], Value::Null);
+
+    let exited = h.ok("/api/tasks?phase=exited&limit=1").await;
+    assert_eq!(task_ids(&exited), ["t2"]);
+    assert_eq!(exited["next_cursor"], "t2");
+    let exited = h.ok("/api/tasks?phase=exited&limit=1&cursor=t2").await;
+    assert_eq!(task_ids(&exited), ["t4"]);
+    assert_eq!(exited["next_cursor"], Value::Null);
+
+    for bad in ["0", "1001", "two"] {
+        let (status, answer) = h.get(&format!("/api/tasks?limit={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("limit"), "{answer}");
+    }
+    h.close().await;
+}
+
+#[tokio::test]
 async fn an_exit_without_task_id_is_attributed_by_its_sources_or_reported() {
     let h = Harness::new(&[]).await;
     // The TaskExit sample has no task_id and sources no task has: reported.

@@ -139,10 +139,15 @@ impl From<TaskState> for TaskView {
 struct TasksParams {
     phase: Option<String>,
     has_anomalies: Option<bool>,
+    limit: Option<String>,
+    cursor: Option<String>,
 }
 
-/// `GET /api/tasks?phase=&has_anomalies=`: every task, ordered by task id,
-/// and the latest events that could not be attributed to any task.
+/// `GET /api/tasks?phase=&has_anomalies=&limit=&cursor=`: the tasks,
+/// ordered by task id, and the latest events that could not be attributed
+/// to any task. Every task without `limit`; with it, a page of that many,
+/// `next_cursor` being the last task id shown when more follow, to be
+/// passed as `cursor` for the tasks after it.
 pub(crate) async fn tasks(
     State(state): State<AppState>,
     uri: Uri,
@@ -157,21 +162,39 @@ pub(crate) async fn tasks(
                 .map_err(|e| ApiError::bad_request(format!("phase: {e}")))
         })
         .transpose()?;
-    let tasks: Vec<TaskView> = state
-        .board
-        .tasks(now_ms())
-        .into_iter()
-        .filter(|t| phase.is_none_or(|p| t.phase == p))
-        .filter(|t| {
-            params
-                .has_anomalies
-                .is_none_or(|want| want != t.anomalies.is_empty())
-        })
-        .map(TaskView::from)
-        .collect();
+    let page = match params.limit.as_deref().filter(|l| !l.is_empty()) {
+        Some(asked) => Some(limit(Some(asked))?),
+        None => None,
+    };
+    // As decoding takes a callback's `task_id`.
+    let after = params
+        .cursor
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let mut tasks = state.board.tasks_after(
+        after,
+        now_ms(),
+        page.map_or(usize::MAX, |n| n + 1),
+        |t| {
+            phase.is_none_or(|p| t.phase == p)
+                && params
+                    .has_anomalies
+                    .is_none_or(|want| want != t.anomalies.is_empty())
+        },
+    );
+    let next_cursor = match page {
+        Some(n) if tasks.len() > n => {
+            tasks.truncate(n);
+            tasks.last().map(|t| t.task_id.clone())
+        }
+        _ => None,
+    };
+    let tasks: Vec<TaskView> = tasks.into_iter().map(TaskView::from).collect();
     let (unattributed, unattributed_total) = state.board.unattributed();
     Ok(Json(json!({
         "tasks": tasks,
+        "next_cursor": next_cursor,
         "unattributed": unattributed,
         "unattributed_total": unattributed_total,
     })))
