@@ -147,7 +147,10 @@ async fn tasks_come_in_pages_that_together_are_the_whole_list() {
     for bad in ["0", "1001", "two"] {
         let (status, answer) = h.get(&format!("/api/tasks?limit={bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-        assert!(answer["error"].as_str().unwrap().contains("limit"), "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("limit"),
+            "{answer}"
+        );
     }
     h.close().await;
 }
