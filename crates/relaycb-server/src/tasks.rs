@@ -19,8 +19,9 @@
 // folds away those quiet for an hour), about 1.7 KiB for a task of two
 // events. The benchmark's bodies come from 120,615 short tasks all running
 // at once, so a fresh server that takes them at 64 clients for 3.5 s peaks
-// at 127 MiB (target 64 MiB), and one holding a million events at 552 MiB
-// (BENCHMARKS.md). A few hundred long tasks cost a few MiB.
+// at 80 to 127 MiB, with the number of tasks it saw (target 64 MiB), and
+// one holding a million events at 465 to 552 MiB (BENCHMARKS.md). A few
+// hundred long tasks cost a few MiB.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -269,18 +269,17 @@ fn check_token(uri: &Uri, expected: &str) -> Result<(), Refusal> {
     }
 }
 
-// FIXME: durable ingest at 64 clients serves 0.36 of the no-op floor
-// (target 0.5; p99 6 to 8 ms, met), see BENCHMARKS.md. Measured with wrk on
-// this machine: the same server with its store switched off serves 0.57 of
-// the floor, and a bare group-commit insert of the raw body 0.55, so the
-// store costs the most. Per callback the writer spends about 14 us, most of
-// it SQLite inserting a 1.2 KB row with two index entries and writing the
-// pages to the WAL (without `decoded` it would be 3 us less; without the
-// fsync only 7% faster), and the checkpoint thread 2 us; the runtime's
-// threads about 22 us (the floor 12: decode and key, the decoded form and
-// headers as JSON, the request span). The writer, the runtime's threads
-// and the load generator then contend for two cores: the writer waits for
-// a core about as long as it runs, while a fifth of the CPU is idle.
+// FIXME: durable ingest at 64 clients serves 0.28 to 0.36 of the no-op
+// floor from machine to machine (target 0.5), see BENCHMARKS.md. Profiled
+// with wrk, the server spends about 52 us of CPU a callback where the
+// floor spends 16: the runtime's threads 34 us (decode and key, the
+// decoded form and headers as JSON, the request span and its log line,
+// the hand-over to the writer; the kernel's TCP work is about 9 us in
+// both), the writer 13 us (SQLite inserting a 1.2 KB row with two index
+// entries and writing its pages to the WAL; without the fsync only a tenth
+// faster), the checkpoint thread 3 us. These threads and the load
+// generator contend for two cores, while about a fifth of the CPU is idle
+// when every client waits on a commit.
 async fn accept(
     state: &Shared,
     raw: Vec<u8>,

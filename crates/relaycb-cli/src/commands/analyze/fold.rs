@@ -7,16 +7,18 @@
 //! per-task marks of a plot), never with the number of events: counts are
 //! kept by name, and only the first few errors are kept whole.
 //!
-//! FIXME: on the benchmark's week log (1.25 GB, 477 tasks) analyze reads 280
-//! to 350 MB/s, 3.1 to 3.7 times `jq -c .task_id` (target 8), in under 50
-//! MiB (see BENCHMARKS.md). It is bound by the CPU time of all its threads
-//! on two cores, about 3 us an event: decoding about 1.2 us (most of it
-//! building the `String`s of a `Callback`, about 20 allocations, and moving
-//! the result between threads), the SHA-256 dedup key 0.34 us (SHA-NI
-//! already; the key also orders events of the same instant, so it cannot
-//! simply be made cheaper), and the fold about 1 us on a thread of its own,
-//! much of it waiting on memory: each event probes its task's set of recent
+//! FIXME: on the benchmark's week log (1.25 GB, 477 tasks) analyze reads 3.0
+//! to 3.7 times as fast as `jq -c .task_id` (target 8), in under 50 MiB
+//! (see BENCHMARKS.md). It is bound by the CPU time of all its threads on
+//! two cores, 3 to 4.5 us an event from machine to machine, of which the
+//! two decoding threads take about 70%: decoding (most of it building the
+//! `String`s of a `Callback`, about 20 allocations, and moving the result
+//! between threads) and the SHA-256 dedup key (SHA-NI already; the key
+//! also orders events of the same instant, so it cannot simply be made
+//! cheaper). The fold takes about a quarter on a thread of its own, much
+//! of it waiting on memory: each event probes its task's set of recent
 //! keys and its reorder window, which for 477 tasks do not stay in cache.
+//! 8 times jq needs about 2 us an event in all.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;

@@ -172,17 +172,15 @@ pub(crate) async fn tasks(
         .as_deref()
         .map(str::trim)
         .filter(|c| !c.is_empty());
-    let mut tasks = state.board.tasks_after(
-        after,
-        now_ms(),
-        page.map_or(usize::MAX, |n| n + 1),
-        |t| {
-            phase.is_none_or(|p| t.phase == p)
-                && params
-                    .has_anomalies
-                    .is_none_or(|want| want != t.anomalies.is_empty())
-        },
-    );
+    let mut tasks =
+        state
+            .board
+            .tasks_after(after, now_ms(), page.map_or(usize::MAX, |n| n + 1), |t| {
+                phase.is_none_or(|p| t.phase == p)
+                    && params
+                        .has_anomalies
+                        .is_none_or(|want| want != t.anomalies.is_empty())
+            });
     let next_cursor = match page {
         Some(n) if tasks.len() > n => {
             tasks.truncate(n);
