@@ -150,6 +150,15 @@ async fn listed(store: &StoreHandle, task_id: &str, query: EventQuery) -> Vec<i6
     rows.iter().map(|row| row.id).collect()
 }
 
+/// The ids of the latest `limit` events of task 7, and how many it has.
+async fn latest_of_seven(store: &StoreHandle, limit: usize) -> (Vec<i64>, u64) {
+    let (rows, total) = store
+        .read(move |r| r.latest_of_task("7", limit))
+        .await
+        .unwrap();
+    (rows.iter().map(|row| row.id).collect(), total)
+}
+
 fn page(limit: usize) -> EventQuery {
     EventQuery {
         limit,
@@ -199,23 +208,13 @@ pub(super) async fn task_events_are_listed_newest_first_across_a_restart(
         ..page(10)
     };
     assert_eq!(listed(&store, "7", since).await, [] as [i64; 0]);
-    let latest = |limit: usize| {
-        let store = store.clone();
-        async move {
-            let (rows, total) = store
-                .read(move |r| r.latest_of_task("7", limit))
-                .await
-                .unwrap();
-            (rows.iter().map(|row| row.id).collect::<Vec<i64>>(), total)
-        }
-    };
     assert_eq!(
-        latest(10).await,
+        latest_of_seven(&store, 10).await,
         (vec![start, file, exit], 3),
         "the timeline is in event order"
     );
-    assert_eq!(latest(2).await, (vec![file, exit], 3));
-    assert_eq!(latest(1).await, (vec![exit], 3));
+    assert_eq!(latest_of_seven(&store, 2).await, (vec![file, exit], 3));
+    assert_eq!(latest_of_seven(&store, 1).await, (vec![exit], 3));
     store.close().await.unwrap();
 
     let store = open().await;
@@ -231,19 +230,12 @@ pub(super) async fn task_events_are_listed_newest_first_across_a_restart(
     // A file's finish that happened before the restart arrives after it:
     // the latest event is still the restart.
     let late = store.accept(event(SEVEN_LATE)).await.unwrap().id;
-    let latest = |limit: usize| {
-        let store = store.clone();
-        async move {
-            let (rows, total) = store
-                .read(move |r| r.latest_of_task("7", limit))
-                .await
-                .unwrap();
-            (rows.iter().map(|row| row.id).collect::<Vec<i64>>(), total)
-        }
-    };
-    assert_eq!(latest(1).await, (vec![again], 5));
-    assert_eq!(latest(2).await, (vec![late, again], 5));
-    assert_eq!(latest(5).await, (vec![start, file, exit, late, again], 5));
+    assert_eq!(latest_of_seven(&store, 1).await, (vec![again], 5));
+    assert_eq!(latest_of_seven(&store, 2).await, (vec![late, again], 5));
+    assert_eq!(
+        latest_of_seven(&store, 5).await,
+        (vec![start, file, exit, late, again], 5)
+    );
     store.close().await.unwrap();
 }
 
