@@ -162,10 +162,12 @@ pub(crate) async fn tasks(
                 .map_err(|e| ApiError::bad_request(format!("phase: {e}")))
         })
         .transpose()?;
-    let page = match params.limit.as_deref().filter(|l| !l.is_empty()) {
-        Some(asked) => Some(limit(Some(asked))?),
-        None => None,
-    };
+    let page = params
+        .limit
+        .as_deref()
+        .filter(|l| !l.is_empty())
+        .map(|asked| limit(Some(asked)))
+        .transpose()?;
     // As decoding takes a callback's `task_id`.
     let after = params
         .cursor
