@@ -19,7 +19,7 @@
 pub(crate) mod message;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -36,6 +36,9 @@ const BATCH: usize = 256;
 const POLL: Duration = Duration::from_secs(5);
 /// First wait after a failure.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// While publishing keeps failing, how often the failure is logged again
+/// as a warning (the first failure always is).
+const WARN_AGAIN: Duration = Duration::from_secs(60);
 /// How long JetStream has to acknowledge one publish.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the publisher has to stop on shutdown.
@@ -88,8 +91,9 @@ pub(crate) async fn start(shared: Arc<Shared>, wake: Arc<Notify>) -> anyhow::Res
         shared,
         jetstream,
         wake,
-        stream_ready: false,
+        stream_subjects: None,
         failures_in_a_row: None,
+        warned_at: None,
     };
     let task = tokio::spawn(async move {
         tokio::select! {
@@ -119,11 +123,14 @@ struct Worker {
     shared: Arc<Shared>,
     jetstream: jetstream::Context,
     wake: Arc<Notify>,
-    /// Whether the stream is known to exist on this connection.
-    stream_ready: bool,
+    /// The subjects of the stream, once it is known to exist on this
+    /// connection.
+    stream_subjects: Option<Vec<String>>,
     backoff: Backoff,
     /// Failed attempts in a row, for the log line when they stop.
     failures_in_a_row: Option<u64>,
+    /// When a failure was last logged as a warning.
+    warned_at: Option<Instant>,
 }
 
 impl Worker {
@@ -179,10 +186,10 @@ impl Worker {
     /// FIXME: one publish in flight bounds throughput by the round trip to
     /// NATS; pipelining the events of different tasks would keep each
     /// task's order with more in flight.
-    /// FIXME: a failure that cannot pass (a message above the server's
-    /// max_payload, a stream whose subjects do not cover the prefix) is
-    /// retried for ever and holds back every later event; it is only
-    /// logged and counted.
+    /// FIXME: a failure that cannot pass without someone acting (a message
+    /// above the server's max_payload, a stream whose subjects do not take
+    /// the prefix) holds back every later event; it is retried, counted,
+    /// and logged as a warning every [`WARN_AGAIN`], nothing more.
     async fn publish_until_acknowledged(
         &mut self,
         message: &Message,
@@ -207,14 +214,20 @@ impl Worker {
                 }
                 Err(error) => {
                     self.shared.metrics.nats_publish_failure();
-                    self.stream_ready = false;
+                    self.stream_subjects = None;
                     let wait = self.backoff.next();
                     let failures = self.failures_in_a_row.get_or_insert(0);
                     *failures += 1;
-                    if *failures == 1 {
-                        tracing::warn!(event_id, error = %format!("{error:#}"), retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
+                    let failures = *failures;
+                    let error = format!("{error:#}");
+                    if failures == 1 {
+                        self.warned_at = Some(Instant::now());
+                        tracing::warn!(event_id, %error, retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
+                    } else if self.warned_at.is_none_or(|at| at.elapsed() >= WARN_AGAIN) {
+                        self.warned_at = Some(Instant::now());
+                        tracing::warn!(event_id, %error, retry_in = ?wait, failures, "still cannot publish to nats; events stay in the outbox and are retried");
                     } else {
-                        tracing::debug!(event_id, error = %format!("{error:#}"), retry_in = ?wait, failures = *failures, "still cannot publish to nats");
+                        tracing::debug!(event_id, %error, retry_in = ?wait, failures, "still cannot publish to nats");
                     }
                     self.mark(published).await;
                     tokio::time::sleep(wait).await;
@@ -229,20 +242,33 @@ impl Worker {
         &mut self,
         message: &Message,
     ) -> anyhow::Result<jetstream::publish::PublishAck> {
-        if !self.stream_ready {
-            let config = &self.shared.config;
-            self.jetstream
-                .get_or_create_stream(stream::Config {
-                    name: config.nats_stream.clone(),
-                    subjects: vec![format!("{}.>", config.nats_subject_prefix)],
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| {
-                    format!("cannot find or create the stream {}", config.nats_stream)
-                })?;
-            self.stream_ready = true;
-        }
+        let config = &self.shared.config;
+        let subjects = match &self.stream_subjects {
+            Some(subjects) => subjects,
+            None => {
+                let stream = self
+                    .jetstream
+                    .get_or_create_stream(stream::Config {
+                        name: config.nats_stream.clone(),
+                        subjects: vec![format!("{}.>", config.nats_subject_prefix)],
+                        ..Default::default()
+                    })
+                    .await
+                    .with_context(|| {
+                        format!("cannot find or create the stream {}", config.nats_stream)
+                    })?;
+                self.stream_subjects
+                    .insert(stream.cached_info().config.subjects.clone())
+            }
+        };
+        // An existing stream keeps its own subjects: one made for another
+        // prefix would only answer that no stream takes the subject.
+        stream_takes(
+            &config.nats_stream,
+            subjects,
+            &config.nats_subject_prefix,
+            &message.subject,
+        )?;
         let publish = PublishMessage::build()
             .payload(message.body.clone().into())
             .message_id(&message.msg_id)
@@ -282,6 +308,38 @@ impl Worker {
     }
 }
 
+/// Fails, saying what to do, unless one of `subjects` (those of `stream`)
+/// takes `subject`, a subject under `prefix`.
+fn stream_takes(
+    stream: &str,
+    subjects: &[String],
+    prefix: &str,
+    subject: &str,
+) -> anyhow::Result<()> {
+    if subjects.iter().any(|s| subject_matches(s, subject)) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the stream {stream} takes the subjects {subjects:?}, not {subject}: give \
+         --nats-stream another name, or add {prefix}.> to that stream's subjects"
+    )
+}
+
+/// Whether a NATS subject filter (`*` one token, `>` the rest, at least
+/// one token) takes `subject`.
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for part in filter.split('.') {
+        match (part, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (part, Some(token)) if part == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
 /// A wait that doubles after each failure, from `first` up to `max`.
 #[derive(Debug, Clone)]
 struct Backoff {
@@ -315,6 +373,41 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subject_filters_take_what_nats_would_route_to_them() {
+        use super::subject_matches as takes;
+        assert!(takes("relaycb.>", "relaycb.1253.t1.TaskStart"));
+        assert!(takes("relaycb.*.*.*", "relaycb.1253.t1.TaskStart"));
+        assert!(takes(
+            "relaycb.1253.t1.TaskStart",
+            "relaycb.1253.t1.TaskStart"
+        ));
+        assert!(takes(">", "relaycb.1253.t1.TaskStart"));
+        assert!(!takes("relaycb.>", "relaycb"));
+        assert!(!takes("other.>", "relaycb.1253.t1.TaskStart"));
+        assert!(!takes("relaycb.*", "relaycb.1253.t1.TaskStart"));
+        assert!(!takes(
+            "relaycb.1253.t1.TaskStart.x",
+            "relaycb.1253.t1.TaskStart"
+        ));
+        assert!(!takes("relaycbx.>", "relaycb.1253.t1.TaskStart"));
+    }
+
+    #[test]
+    fn a_stream_for_other_subjects_is_named_with_what_to_do() {
+        let subjects = ["old.>".to_owned()];
+        let error = super::stream_takes("RELAYCB", &subjects, "new", "new.1.t1.TaskStart")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "the stream RELAYCB takes the subjects [\"old.>\"], not new.1.t1.TaskStart: \
+             give --nats-stream another name, or add new.> to that stream's subjects"
+        );
+        let subjects = ["old.>".to_owned(), "new.>".to_owned()];
+        assert!(super::stream_takes("RELAYCB", &subjects, "new", "new.1.t1.TaskStart").is_ok());
+    }
 
     #[test]
     fn the_wait_doubles_up_to_the_cap_and_starts_again_after_a_success() {

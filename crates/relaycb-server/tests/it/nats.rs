@@ -227,6 +227,57 @@ async fn every_new_event_arrives_once_in_order_per_task_as_a_cloudevent() {
     delete_stream(&url, &stream).await;
 }
 
+#[tokio::test]
+async fn a_stream_made_for_other_subjects_holds_events_back_until_it_takes_them() {
+    let Ok(url) = std::env::var("RELAYCB_TEST_NATS") else {
+        eprintln!(
+            "skipped: set RELAYCB_TEST_NATS (for example nats://127.0.0.1:4222) to test publishing to NATS"
+        );
+        return;
+    };
+    let stream = unique("RELAYCB_IT");
+    let prefix = unique("relaycbit");
+    // The stream exists already, made for another prefix.
+    let js = jetstream::new(client(&url).await);
+    js.create_stream(jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{prefix}_old.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = relaycb(&dir.path().join("r.db"), &url, &stream, &prefix).await;
+    let first = body("118145", "TaskStart", 1);
+    post(&running, &first).await;
+    eventually("a failed publish", || async {
+        metric(&running, "relaycb_nats_publish_failures_total").await >= 1.0
+    })
+    .await;
+    assert_eq!(metric(&running, "relaycb_nats_pending").await, 1.0);
+    assert_eq!(metric(&running, "relaycb_nats_published_total").await, 0.0);
+
+    // What the warning asks for: the stream takes the prefix too.
+    let mut config = js
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    config.subjects.push(format!("{prefix}.>"));
+    js.update_stream(config).await.unwrap();
+    let got = messages(&url, &stream, 1).await;
+    assert_eq!(got[0].1, key(&first));
+    eventually("the outbox to empty", || async {
+        metric(&running, "relaycb_nats_pending").await == 0.0
+    })
+    .await;
+
+    running.shutdown().await.unwrap();
+    delete_stream(&url, &stream).await;
+}
+
 /// `nats-server` on PATH or where Debian puts it.
 fn nats_server_binary() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
