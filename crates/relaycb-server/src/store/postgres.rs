@@ -211,6 +211,12 @@ pub(crate) fn open(url: &str) -> Result<(PgWriter, PgReader), StoreError> {
     let config: ::postgres::Config = url.parse()?;
     let mut client = connect(&config)?;
     migrate(&mut client)?;
+    // A URL may leave both to the server's defaults (no database: the
+    // user's name), so say which were taken.
+    let place = client.query_one("SELECT current_database(), current_schema()", &[])?;
+    let database: String = place.get(0);
+    let schema: Option<String> = place.get(1);
+    tracing::info!(backend = "postgres", database, schema, "store opened");
     let writer = PgWriter::new(config.clone(), client)?;
     Ok((
         writer,

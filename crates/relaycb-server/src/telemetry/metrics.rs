@@ -134,7 +134,7 @@ impl Default for Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         registry.register(
             "batch_size",
-            "Writes committed together by the store writer",
+            "Writes committed together by the store writer: callbacks and refusals, and also readiness probes and removals from the NATS outbox",
             batch_size.clone(),
         );
         let tasks = Family::<PhaseLabels, Gauge>::default();

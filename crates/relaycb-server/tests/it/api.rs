@@ -89,6 +89,17 @@ async fn tasks_filter_by_phase_and_anomalies() {
     let (status, answer) = h.get("/api/tasks?phase=sleeping").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["code"], 400);
+    let (status, answer) = h.get("/api/tasks?has_anomalies=yes").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer["error"],
+        "has_anomalies must be true or false, found \"yes\""
+    );
+    // Empty, as any filter: as if not given.
+    assert_eq!(
+        h.ok("/api/tasks?has_anomalies=").await["tasks"],
+        all["tasks"]
+    );
     h.close().await;
 }
 

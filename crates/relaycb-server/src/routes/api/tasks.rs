@@ -138,7 +138,7 @@ impl From<TaskState> for TaskView {
 #[serde(deny_unknown_fields)]
 struct TasksParams {
     phase: Option<String>,
-    has_anomalies: Option<bool>,
+    has_anomalies: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -162,6 +162,18 @@ pub(crate) async fn tasks(
                 .map_err(|e| ApiError::bad_request(format!("phase: {e}")))
         })
         .transpose()?;
+    let has_anomalies = params
+        .has_anomalies
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .map(|h| match h {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(ApiError::bad_request(format!(
+                "has_anomalies must be true or false, found {other:?}"
+            ))),
+        })
+        .transpose()?;
     let page = params
         .limit
         .as_deref()
@@ -179,9 +191,7 @@ pub(crate) async fn tasks(
             .board
             .tasks_after(after, now_ms(), page.map_or(usize::MAX, |n| n + 1), |t| {
                 phase.is_none_or(|p| t.phase == p)
-                    && params
-                        .has_anomalies
-                        .is_none_or(|want| want != t.anomalies.is_empty())
+                    && has_anomalies.is_none_or(|want| want != t.anomalies.is_empty())
             });
     let next_cursor = match page {
         Some(n) if tasks.len() > n => {
