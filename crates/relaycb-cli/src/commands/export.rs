@@ -83,7 +83,8 @@ pub(crate) fn run(args: &Args, console: &mut Console<'_>) -> anyhow::Result<Stat
         args.db.clone()
     };
     if postgres::is_url(&args.db) {
-        let mut client = postgres::connect(&args.db)?;
+        let mut client = postgres::connect(&args.db)
+            .with_context(|| format!("cannot read the relaycb-server store {shown}"))?;
         let filter = postgres::Filter {
             since_ms: since,
             until_ms: until,

@@ -34,14 +34,10 @@ pub(crate) struct Filter<'a> {
     pub(crate) task: Option<&'a str>,
 }
 
-/// Connects to the store at `url`.
+/// Connects to the store at `url`; the caller names the store in its
+/// error.
 pub(crate) fn connect(url: &str) -> anyhow::Result<Client> {
-    Client::connect(url, NoTls).with_context(|| {
-        format!(
-            "cannot connect to the relaycb-server store {}",
-            relaycb_core::redact_url(url)
-        )
-    })
+    Client::connect(url, NoTls).context("cannot connect to PostgreSQL")
 }
 
 /// How many events the store holds.
