@@ -165,8 +165,7 @@ impl Database {
     /// else is a SQLite path.
     pub fn parse(value: &str) -> Result<Database, String> {
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            value
-                .parse::<postgres::Config>()
+            relaycb_pg::Store::parse(value)
                 .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))?;
             Ok(Database::Postgres(value.to_owned()))
         } else if value.is_empty() {
@@ -407,6 +406,12 @@ mod tests {
         let sqlite = Config::parse_from(["relaycb-server", "--db", "./postgres.db"]);
         assert_eq!(sqlite.db, Database::Sqlite(PathBuf::from("./postgres.db")));
         assert!(Database::parse("postgresql://x/y?connect_timeout=nope").is_err());
+        assert!(Database::parse("postgres://x/y?sslmode=verify-full").is_ok());
+        let refused = Database::parse("postgres://x/y?sslmode=verify-ca").unwrap_err();
+        assert!(
+            refused.contains("sslmode \"verify-ca\" is not supported"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! any size is read in bounded memory.
 
 use anyhow::Context;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 /// Events read per round trip.
 const PAGE: i64 = 10_000;
@@ -37,7 +37,8 @@ pub(crate) struct Filter<'a> {
 /// Connects to the store at `url`; the caller names the store in its
 /// error.
 pub(crate) fn connect(url: &str) -> anyhow::Result<Client> {
-    Client::connect(url, NoTls).context("cannot connect to PostgreSQL")
+    let store = relaycb_pg::Store::parse(url)?;
+    store.connect().context("cannot connect to PostgreSQL")
 }
 
 /// How many events the store holds.

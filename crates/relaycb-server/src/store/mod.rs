@@ -45,6 +45,9 @@ pub enum StoreError {
     /// The PostgreSQL server refused an operation or could not be reached.
     #[error("postgres: {}", postgres_text(.0))]
     Postgres(::postgres::Error),
+    /// The PostgreSQL URL asks for what relaycb does not do.
+    #[error("postgres: {0}")]
+    PostgresUrl(relaycb_pg::Error),
     /// Another server's events could not all be read before writing.
     #[error("the store holds events up to id {stored} but only {folded} could be read back")]
     Behind {
@@ -107,6 +110,15 @@ impl From<rusqlite::Error> for StoreError {
 impl From<::postgres::Error> for StoreError {
     fn from(error: ::postgres::Error) -> StoreError {
         StoreError::Postgres(error)
+    }
+}
+
+impl From<relaycb_pg::Error> for StoreError {
+    fn from(error: relaycb_pg::Error) -> StoreError {
+        match error {
+            relaycb_pg::Error::Url(error) => StoreError::Postgres(error),
+            other => StoreError::PostgresUrl(other),
+        }
     }
 }
 

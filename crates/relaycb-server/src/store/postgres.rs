@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use ::postgres::types::ToSql;
-use ::postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
+use ::postgres::{Client, Row, SimpleQueryMessage, Statement};
 use serde_json::Value;
 
 use super::{
@@ -116,8 +116,8 @@ const REPLAY_PAGE: i64 = 10_000;
 /// through the reader.
 const NEWER_READ: i64 = 4096;
 
-fn connect(config: &::postgres::Config) -> Result<Client, StoreError> {
-    let mut client = config.connect(NoTls)?;
+fn connect(store: &relaycb_pg::Store) -> Result<Client, StoreError> {
+    let mut client = store.connect()?;
     // A commit is durable before the writer answers anyone, whatever the
     // server's default.
     client.batch_execute("SET synchronous_commit = on")?;
@@ -208,7 +208,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
 /// Connects to the database at `url`, migrates it, and returns the
 /// writer's connection and the reader.
 pub(crate) fn open(url: &str) -> Result<(PgWriter, PgReader), StoreError> {
-    let config: ::postgres::Config = url.parse()?;
+    let config = relaycb_pg::Store::parse(url)?;
     let mut client = connect(&config)?;
     migrate(&mut client)?;
     // A URL may leave both to the server's defaults (no database: the
@@ -216,7 +216,8 @@ pub(crate) fn open(url: &str) -> Result<(PgWriter, PgReader), StoreError> {
     let place = client.query_one("SELECT current_database(), current_schema()", &[])?;
     let database: String = place.get(0);
     let schema: Option<String> = place.get(1);
-    tracing::info!(backend = "postgres", database, schema, "store opened");
+    let tls = config.tls().as_str();
+    tracing::info!(backend = "postgres", database, schema, tls, "store opened");
     let writer = PgWriter::new(config.clone(), client)?;
     Ok((
         writer,
@@ -299,7 +300,7 @@ impl Statements {
 
 /// The writer's connection; it reconnects when the connection was lost.
 pub(crate) struct PgWriter {
-    config: ::postgres::Config,
+    config: relaycb_pg::Store,
     client: Client,
     statements: Statements,
     /// The highest committed event id, read when the transaction began.
@@ -322,7 +323,7 @@ fn text_column(
 }
 
 impl PgWriter {
-    fn new(config: ::postgres::Config, mut client: Client) -> Result<PgWriter, StoreError> {
+    fn new(config: relaycb_pg::Store, mut client: Client) -> Result<PgWriter, StoreError> {
         let statements = Statements::prepare(&mut client)?;
         Ok(PgWriter {
             config,
@@ -556,7 +557,7 @@ impl Backend for PgWriter {
 
 /// The query side: a few connections, opened on demand and kept while idle.
 pub(crate) struct PgReader {
-    config: ::postgres::Config,
+    config: relaycb_pg::Store,
     idle: Mutex<Vec<Client>>,
 }
 
@@ -910,7 +911,7 @@ mod tests {
         fn admin(&self, sql: &str) {
             let (admin, sql) = (self.admin.clone(), sql.to_owned());
             std::thread::spawn(move || {
-                Client::connect(&admin, NoTls)
+                Client::connect(&admin, ::postgres::NoTls)
                     .and_then(|mut c| c.batch_execute(&sql))
                     .unwrap();
             })
