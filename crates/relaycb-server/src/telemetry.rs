@@ -30,17 +30,18 @@ pub struct LogGuard {
     _writer: Option<WorkerGuard>,
 }
 
-/// Sets up the global subscriber: `RUST_LOG` filters (default `info`),
-/// lines in the chosen format on standard error, coloured only when
-/// standard error is a terminal and `NO_COLOR` is not set (a log file or a
-/// journal gets plain text).
+/// Sets up the global subscriber: `RUST_LOG` filters (default
+/// [`DEFAULT_FILTER`]), lines in the chosen format on standard error,
+/// coloured only when standard error is a terminal and `NO_COLOR` is not
+/// set (a log file or a journal gets plain text).
 ///
 /// Lines are formatted where they are logged and written by a thread of
 /// its own, which writes whatever has queued up in one system call rather
 /// than one per line. No line is dropped: a thread that logs waits for
 /// standard error only when [`LOG_QUEUE`] lines are waiting already.
 pub fn init(format: LogFormat) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let (writer, guard) = NonBlockingBuilder::default()
@@ -65,6 +66,11 @@ pub fn init(format: LogFormat) -> LogGuard {
         _writer: installed.is_ok().then_some(guard),
     }
 }
+
+/// The log filter when `RUST_LOG` is not set. The NATS client logs each
+/// failed attempt to reach its server at info, several a second at first;
+/// the publisher's own warning says when publishing fails, and why.
+const DEFAULT_FILTER: &str = "info,async_nats=warn";
 
 /// How many lines may wait for the log writer before a request that logs
 /// waits for it: enough to ride out a slow terminal, bounded so that the

@@ -60,19 +60,31 @@ pub(crate) async fn start(shared: Arc<Shared>, wake: Arc<Notify>) -> anyhow::Res
         .clone()
         .context("publishing needs --nats-url")?;
     let addr: async_nats::ServerAddr = url.parse().context("--nats-url is not a NATS address")?;
+    let shown: Arc<str> = without_credentials(&url).into();
+    let nats = shown.clone();
     let client = async_nats::ConnectOptions::new()
         .name("relaycb-server")
         .retry_on_initial_connect()
         .max_reconnects(None)
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("connected to nats"),
-                async_nats::Event::Disconnected => {
-                    tracing::warn!(
-                        "disconnected from nats; events stay in the outbox until it is back"
-                    );
+        .event_callback(move |event| {
+            let nats = shown.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!(%nats, "connected to nats"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(
+                            %nats,
+                            "disconnected from nats; events stay in the outbox until it is back"
+                        );
+                    }
+                    // Each failed attempt to reach the server: the
+                    // publisher's own warning says that publishing fails,
+                    // and why, once a minute.
+                    async_nats::Event::ClientError(error) => {
+                        tracing::debug!(%nats, %error, "nats client error");
+                    }
+                    other => tracing::info!(%nats, event = %other, "nats client event"),
                 }
-                other => tracing::info!(event = %other, "nats client event"),
             }
         })
         .connect(addr)
@@ -81,6 +93,7 @@ pub(crate) async fn start(shared: Arc<Shared>, wake: Arc<Notify>) -> anyhow::Res
     let mut jetstream = jetstream::new(client);
     jetstream.set_timeout(ACK_TIMEOUT);
     tracing::info!(
+        %nats,
         stream = %shared.config.nats_stream,
         subject_prefix = %shared.config.nats_subject_prefix,
         "publishing stored events to nats; if it is unreachable, callbacks are still accepted and published once it is back"
@@ -220,14 +233,17 @@ impl Worker {
                     *failures += 1;
                     let failures = *failures;
                     let error = format!("{error:#}");
+                    // A request that timed out says nothing of why: whether
+                    // the server is reached at all does.
+                    let connection = self.jetstream.client().connection_state();
                     if failures == 1 {
                         self.warned_at = Some(Instant::now());
-                        tracing::warn!(event_id, %error, retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
+                        tracing::warn!(event_id, %error, %connection, retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
                     } else if self.warned_at.is_none_or(|at| at.elapsed() >= WARN_AGAIN) {
                         self.warned_at = Some(Instant::now());
-                        tracing::warn!(event_id, %error, retry_in = ?wait, failures, "still cannot publish to nats; events stay in the outbox and are retried");
+                        tracing::warn!(event_id, %error, %connection, retry_in = ?wait, failures, "still cannot publish to nats; events stay in the outbox and are retried");
                     } else {
-                        tracing::debug!(event_id, %error, retry_in = ?wait, failures, "still cannot publish to nats");
+                        tracing::debug!(event_id, %error, %connection, retry_in = ?wait, failures, "still cannot publish to nats");
                     }
                     self.mark(published).await;
                     tokio::time::sleep(wait).await;
@@ -306,6 +322,28 @@ impl Worker {
             }
         }
     }
+}
+
+/// A NATS URL as logged: its user info, a user and password or a token
+/// alone, as `***`.
+fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let hidden = if host.len() < authority.len() {
+        "***@"
+    } else {
+        ""
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{hidden}{host}{tail}")
 }
 
 /// Fails, saying what to do, unless one of `subjects` (those of `stream`)
@@ -392,6 +430,22 @@ mod tests {
             "relaycb.1253.t1.TaskStart"
         ));
         assert!(!takes("relaycbx.>", "relaycb.1253.t1.TaskStart"));
+    }
+
+    #[test]
+    fn credentials_never_reach_the_log() {
+        use super::without_credentials as shown;
+        assert_eq!(shown("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            shown("nats://s3cret@nats.internal:4222"),
+            "nats://***@nats.internal:4222"
+        );
+        assert_eq!(
+            shown("nats://user:pw@nats.internal"),
+            "nats://***@nats.internal"
+        );
+        assert_eq!(shown("user:pw@nats.internal"), "***@nats.internal");
+        assert_eq!(shown("tls://a@b/x?y=1"), "tls://***@b/x?y=1");
     }
 
     #[test]
