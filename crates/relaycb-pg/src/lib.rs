@@ -2,13 +2,15 @@
 //! the command line: the store URL, and TLS as the URL's `sslmode` asks.
 //!
 //! `sslmode` follows libpq where it can:
-//! - `disable` and `prefer` (the default) connect without TLS;
+//! - `disable` and `prefer` (the default) connect without TLS (libpq's
+//!   `prefer` tries TLS first; here it is plain, as it always was);
 //! - `require` encrypts the connection but, as libpq does when it has no
 //!   root certificate, takes whatever certificate the server shows: it
 //!   keeps the traffic from being read on the way, not from a server that
 //!   pretends to be the database;
 //! - `verify-full` also checks the certificate against the system's root
-//!   certificates and the host name in the URL.
+//!   certificates (or those that `SSL_CERT_FILE` or `SSL_CERT_DIR` name)
+//!   and the host name in the URL.
 //!
 //! `verify-ca` and any other mode are refused rather than taken as
 //! something else.
@@ -26,9 +28,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// What can be wrong with a store URL.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The URL does not parse (`postgres` names the part).
-    #[error(transparent)]
-    Url(#[from] postgres::Error),
+    /// The URL does not parse (`postgres` names the part, in its causes).
+    #[error("{}", with_causes(.0))]
+    Url(postgres::Error),
     /// An `sslmode` that relaycb does not implement.
     #[error(
         "sslmode {0:?} is not supported: use disable, prefer, require (encrypted) or \
@@ -39,8 +41,32 @@ pub enum Error {
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] rustls::Error),
     /// `verify-full` without a single usable root certificate.
-    #[error("sslmode verify-full needs the system's root certificates, and none could be read")]
+    #[error(
+        "sslmode verify-full needs root certificates, and none could be read from the \
+         system's store (SSL_CERT_FILE or SSL_CERT_DIR name others)"
+    )]
     NoRoots,
+}
+
+// Not `#[from]`: the message holds the causes already, so the error is
+// given as no source, which would print them twice in a chain.
+impl From<postgres::Error> for Error {
+    fn from(error: postgres::Error) -> Error {
+        Error::Url(error)
+    }
+}
+
+/// An error and its causes on one line: the client says `invalid
+/// connection string` and only its cause says which option.
+fn with_causes(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// How the connection is protected.
@@ -136,11 +162,16 @@ fn take_verify_full(url: &str) -> Result<(String, bool), Error> {
     let mut parts = Vec::new();
     for part in query.split('&') {
         match part.split_once('=') {
+            // The last `sslmode` counts, as for libpq.
             Some(("sslmode", "verify-full")) => {
                 verify = true;
                 parts.push("sslmode=require");
             }
-            Some(("sslmode", "disable" | "prefer" | "require")) | None => parts.push(part),
+            Some(("sslmode", "disable" | "prefer" | "require")) => {
+                verify = false;
+                parts.push(part);
+            }
+            None => parts.push(part),
             Some(("sslmode", mode)) => return Err(Error::SslMode(mode.to_owned())),
             Some(_) => parts.push(part),
         }
@@ -242,6 +273,29 @@ mod tests {
             tls("postgres://u@h/db?application_name=x&sslmode=verify-full&connect_timeout=5"),
             Tls::Verified
         );
+    }
+
+    #[test]
+    fn the_last_sslmode_counts() {
+        let tls = |url: &str| Store::parse(url).unwrap().tls();
+        assert_eq!(
+            tls("postgres://u@h/db?sslmode=verify-full&sslmode=require"),
+            Tls::Encrypted
+        );
+        assert_eq!(
+            tls("postgres://u@h/db?sslmode=require&sslmode=verify-full"),
+            Tls::Verified
+        );
+        assert_eq!(
+            tls("postgres://u@h/db?sslmode=require&sslmode=disable"),
+            Tls::Off
+        );
+    }
+
+    #[test]
+    fn an_unknown_option_is_named() {
+        let error = Store::parse("postgres://u@h/db?sslrootcert=/ca.pem").unwrap_err();
+        assert!(error.to_string().contains("sslrootcert"), "{error}");
     }
 
     #[test]

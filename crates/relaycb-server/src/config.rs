@@ -36,7 +36,7 @@ pub struct Config {
         env = "RELAYCB_DB",
         value_name = "PATH|URL",
         default_value = "relaycb.db",
-        value_parser = Database::parse,
+        value_parser = DatabaseParser,
         hide_env_values = true
     )]
     pub db: Database,
@@ -178,6 +178,36 @@ impl Database {
     /// Whether other servers may write to the same store.
     pub fn is_shared(&self) -> bool {
         matches!(self, Database::Postgres(_))
+    }
+}
+
+/// `--db` for clap: [`Database::parse`], with an error that shows the value
+/// without its password (clap's own would repeat it whole).
+#[derive(Clone)]
+struct DatabaseParser;
+
+impl clap::builder::TypedValueParser for DatabaseParser {
+    type Value = Database;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Database, clap::Error> {
+        let invalid = |text: String| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{text}\n"))
+                .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("--db must be valid UTF-8".to_owned()))?;
+        Database::parse(text).map_err(|reason| {
+            invalid(format!(
+                "invalid value '{}' for '--db <PATH|URL>': {reason}",
+                relaycb_core::redact_url(text)
+            ))
+        })
     }
 }
 
@@ -412,6 +442,18 @@ mod tests {
             refused.contains("sslmode \"verify-ca\" is not supported"),
             "{refused}"
         );
+        // Refused while the arguments are read: the message hides the
+        // password as the logs do.
+        let refused = Config::try_parse_from([
+            "relaycb-server",
+            "--db",
+            "postgres://relay:hunter2@db.internal/relaycb?sslmode=verify-ca&password=hunter2",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(!refused.contains("hunter2"), "{refused}");
+        assert!(refused.contains("relay:***@db.internal"), "{refused}");
+        assert!(refused.contains("verify-ca"), "{refused}");
     }
 
     #[test]

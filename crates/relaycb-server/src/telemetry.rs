@@ -42,6 +42,7 @@ pub struct LogGuard {
 pub fn init(format: LogFormat) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = filter.add_directive(NO_SECRETS.parse().expect("a valid directive"));
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let (writer, guard) = NonBlockingBuilder::default()
@@ -71,6 +72,10 @@ pub fn init(format: LogFormat) -> LogGuard {
 /// failed attempt to reach its server at info, several a second at first;
 /// the publisher's own warning says when publishing fails, and why.
 const DEFAULT_FILTER: &str = "info,async_nats=warn";
+
+/// Added to every filter, `RUST_LOG` included: the NATS client's connector
+/// logs the server's address with its token or password at debug.
+const NO_SECRETS: &str = "async_nats::connector=info";
 
 /// How many lines may wait for the log writer before a request that logs
 /// waits for it: enough to ride out a slow terminal, bounded so that the

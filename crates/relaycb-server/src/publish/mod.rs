@@ -100,6 +100,7 @@ pub(crate) async fn start(shared: Arc<Shared>, wake: Arc<Notify>) -> anyhow::Res
     );
     let (stop, stopped) = oneshot::channel();
     let worker = Worker {
+        nats,
         backoff: Backoff::new(FIRST_RETRY, shared.config.nats_retry_max),
         shared,
         jetstream,
@@ -134,6 +135,8 @@ impl Publisher {
 
 struct Worker {
     shared: Arc<Shared>,
+    /// The server's URL as logged, without credentials.
+    nats: Arc<str>,
     jetstream: jetstream::Context,
     wake: Arc<Notify>,
     /// The subjects of the stream, once it is known to exist on this
@@ -232,18 +235,23 @@ impl Worker {
                     let failures = self.failures_in_a_row.get_or_insert(0);
                     *failures += 1;
                     let failures = *failures;
-                    let error = format!("{error:#}");
                     // A request that timed out says nothing of why: whether
                     // the server is reached at all does.
                     let connection = self.jetstream.client().connection_state();
+                    let error = if connection == async_nats::connection::State::Connected {
+                        format!("{error:#}")
+                    } else {
+                        format!("the server cannot be reached (connection {connection}): {error:#}")
+                    };
+                    let nats = &*self.nats;
                     if failures == 1 {
                         self.warned_at = Some(Instant::now());
-                        tracing::warn!(event_id, %error, %connection, retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
+                        tracing::warn!(%nats, event_id, %error, retry_in = ?wait, "cannot publish to nats; events stay in the outbox and are retried");
                     } else if self.warned_at.is_none_or(|at| at.elapsed() >= WARN_AGAIN) {
                         self.warned_at = Some(Instant::now());
-                        tracing::warn!(event_id, %error, %connection, retry_in = ?wait, failures, "still cannot publish to nats; events stay in the outbox and are retried");
+                        tracing::warn!(%nats, event_id, %error, retry_in = ?wait, failures, "still cannot publish to nats; events stay in the outbox and are retried");
                     } else {
-                        tracing::debug!(event_id, %error, %connection, retry_in = ?wait, failures, "still cannot publish to nats");
+                        tracing::debug!(%nats, event_id, %error, retry_in = ?wait, failures, "still cannot publish to nats");
                     }
                     self.mark(published).await;
                     tokio::time::sleep(wait).await;

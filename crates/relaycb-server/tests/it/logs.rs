@@ -17,11 +17,18 @@ struct Logging {
 
 impl Logging {
     fn start(format: &str) -> Logging {
+        Logging::with(format, "info", &[])
+    }
+
+    /// The server with `RUST_LOG=filter` and `extra` flags.
+    fn with(format: &str, filter: &str, extra: &[&str]) -> Logging {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_relaycb-server"))
-            .args(["--listen", "127.0.0.1:0", "--log-format", format, "--db"])
+            .args(["--listen", "127.0.0.1:0", "--log-format", format])
+            .args(extra)
+            .arg("--db")
             .arg(dir.path().join("r.db"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .env_remove("NO_COLOR")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -118,4 +125,23 @@ fn a_logged_callback_carries_its_task_event_and_outcome() {
         "{retry}"
     );
     assert!(span["request_id"].as_str().is_some(), "{retry}");
+}
+
+/// Even at debug, a NATS token or password never reaches the log: the NATS
+/// client's own lines would show it while it tries to connect.
+#[test]
+fn nats_credentials_stay_out_of_a_debug_log() {
+    // Nothing listens there: the client keeps trying, and logging.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("nats://s3cr3t-token@127.0.0.1:{port}");
+    let server = Logging::with("pretty", "debug", &["--nats-url", &url]);
+    let mut log = server.until(|line| line.contains("relaycb-server listening"));
+    // The client's first attempts come within a moment of the start.
+    std::thread::sleep(Duration::from_millis(500));
+    log.extend(server.lines.try_iter());
+    let log = log.join("\n");
+    assert!(log.contains("nats://***@127.0.0.1"), "{log}");
+    assert!(!log.contains("s3cr3t-token"), "{log}");
 }
