@@ -299,8 +299,15 @@ impl Config {
         if self.api_token.as_deref() == Some("") {
             bail!("--api-token must not be empty");
         }
-        if self.nats_url.as_deref() == Some("") {
-            bail!("--nats-url must not be empty");
+        if let Some(url) = &self.nats_url {
+            if url.is_empty() {
+                bail!("--nats-url must not be empty");
+            }
+            // Checked here, before the store is opened, as the rest; the
+            // error of the client names no secret, but the URL may.
+            if let Err(error) = url.parse::<async_nats::ServerAddr>() {
+                bail!("--nats-url is not a NATS address: {error}");
+            }
         }
         // JetStream names may not hold what subjects and file names use.
         let bad_name = |c: char| c.is_whitespace() || ".*>/\\".contains(c);
@@ -454,6 +461,23 @@ mod tests {
         assert!(!refused.contains("hunter2"), "{refused}");
         assert!(refused.contains("relay:***@db.internal"), "{refused}");
         assert!(refused.contains("verify-ca"), "{refused}");
+    }
+
+    #[test]
+    fn a_nats_url_is_checked_with_the_other_flags() {
+        let check = |url: &str| {
+            Config::parse_from(["relaycb-server", "--nats-url", url])
+                .validate()
+                .map_err(|e| e.to_string())
+        };
+        assert!(check("nats://127.0.0.1:4222").is_ok());
+        assert!(check("nats://token@nats.internal").is_ok());
+        let refused = check("nats://s3cret@h:4299,nats://b@h:4298").unwrap_err();
+        assert!(
+            refused.contains("--nats-url is not a NATS address"),
+            "{refused}"
+        );
+        assert!(!refused.contains("s3cret"), "{refused}");
     }
 
     #[test]
