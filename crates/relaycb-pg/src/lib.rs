@@ -29,7 +29,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL does not parse (`postgres` names the part, in its causes).
-    #[error("{}", with_causes(.0))]
+    #[error("{}", describe(.0))]
     Url(postgres::Error),
     /// An `sslmode` that relaycb does not implement.
     #[error(
@@ -56,9 +56,14 @@ impl From<postgres::Error> for Error {
     }
 }
 
-/// An error and its causes on one line: the client says `invalid
-/// connection string` and only its cause says which option.
-fn with_causes(error: &postgres::Error) -> String {
+/// What the PostgreSQL client says, whole, on one line: the server's own
+/// message when the server refused (`FATAL: database "x" does not exist`),
+/// else the client's words and their causes (`invalid connection string:
+/// unknown option`, `error connecting to server: Connection refused`).
+pub fn describe(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.to_string();
+    }
     let mut text = error.to_string();
     let mut cause = std::error::Error::source(error);
     while let Some(next) = cause {

@@ -43,7 +43,7 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(rusqlite::Error),
     /// The PostgreSQL server refused an operation or could not be reached.
-    #[error("postgres: {}", postgres_text(.0))]
+    #[error("postgres: {}", relaycb_pg::describe(.0))]
     Postgres(::postgres::Error),
     /// The PostgreSQL URL asks for what relaycb does not do.
     #[error("postgres: {0}")]
@@ -120,24 +120,6 @@ impl From<relaycb_pg::Error> for StoreError {
             other => StoreError::PostgresUrl(other),
         }
     }
-}
-
-/// What the PostgreSQL client says, whole: the server's own message when
-/// the server refused (`FATAL: database "x" does not exist`), else the
-/// client's words and their causes (`error connecting to server:
-/// Connection refused (os error 111)`).
-fn postgres_text(error: &::postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return db.to_string();
-    }
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
 }
 
 /// An accepted callback on its way to the store.
