@@ -338,9 +338,9 @@ impl PgWriter {
 
 // FIXME: servers on one database write one batch at a time: each batch
 // holds the shared write lock for its catch-up read, its insert and its
-// commit round trips, so that ids commit in order. Two servers take 10,000
-// to 15,000 callbacks/s at 64 clients (BENCHMARKS.md); a third adds no
-// write throughput.
+// commit round trips, so that ids commit in order. Two servers take 9,000
+// to 15,000 callbacks/s at 64 clients from machine to machine and run to
+// run (BENCHMARKS.md; target 10,000); a third adds no write throughput.
 impl Backend for PgWriter {
     fn begin(&mut self, folded: i64) -> Result<(), StoreError> {
         if self.client.is_closed() {
