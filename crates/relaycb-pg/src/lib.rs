@@ -87,7 +87,7 @@ pub enum Tls {
 }
 
 impl Tls {
-    /// The `sslmode` it stands for.
+    /// As logged: `off`, or the `sslmode` that asked for TLS.
     pub fn as_str(self) -> &'static str {
         match self {
             Tls::Off => "off",

@@ -147,12 +147,7 @@ impl TaskBoard {
 
     /// Every task, ordered by task id, overdue files judged at `now_ms`.
     pub(crate) fn tasks(&self, now_ms: i64) -> Vec<TaskState> {
-        let inner = self.read();
-        inner
-            .tracker
-            .tasks(Some(now_ms))
-            .map(|t| with_duplicates(t, &inner.duplicates))
-            .collect()
+        self.tasks_after(None, now_ms, usize::MAX, |_| true)
     }
 
     /// The tasks after `after` in task id order (from the first when
